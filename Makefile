@@ -1,0 +1,36 @@
+# The two commands: `make demo` and `make test`. Both install what is missing first.
+SHELL := /bin/bash
+export PATH := $(HOME)/.local/bin:$(PATH)
+UV ?= uv
+
+.PHONY: demo test setup tools python agent demo-build lint bench clean
+
+demo: setup
+	$(UV) run arsenal demo
+
+test: setup
+	$(UV) run pytest
+
+setup: tools python agent demo-build
+
+tools:
+	@scripts/ensure_tools.sh
+
+python: tools
+	$(UV) sync --quiet
+
+agent: tools
+	@scripts/build_agent.sh
+
+demo-build: tools
+	@demo/build.sh
+
+lint: python
+	$(UV) run ruff check src tests benchmarks
+
+bench: setup
+	$(UV) run python benchmarks/rpc_latency.py
+	$(UV) run python benchmarks/decode_throughput.py
+
+clean:
+	rm -rf src/arsenal/agent/ebin demo/erlang/ebin demo/elixir/_build .pytest_cache

@@ -1,0 +1,159 @@
+"""The bundled demo: an Elixir OTP application, built with ``mix`` and run as a node.
+
+The node uses ``~/.erlang.cookie`` like any ``erl``/``elixir`` started by hand
+(created the way ``erl`` creates it when missing), so ``arsenal ps --node
+arsenal_demo@host`` reaches it with no extra flag. Builds and logs go to
+``$ARSENAL_HOME/demo`` (default ``~/.arsenal/demo``) so a read-only install works.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["READY_EXPR", "READY_MARKER", "DemoError", "DemoNode", "arsenal_home", "ensure_erlang_cookie"]
+
+DEMO_APP = "arsenal_demo"
+READY_MARKER = "ARSENAL_DEMO_READY"
+# EPMD knows the node before its application has started: the node prints this once it has.
+READY_EXPR = f'{{:ok, _}} = Application.ensure_all_started(:{DEMO_APP}); IO.puts("{READY_MARKER}")'
+
+
+class DemoError(Exception):
+    """The demo could not be built, started or stopped; the message says why."""
+
+
+def arsenal_home() -> Path:
+    return Path(os.environ.get("ARSENAL_HOME", Path.home() / ".arsenal"))
+
+
+def ensure_erlang_cookie() -> Path:
+    """``~/.erlang.cookie``, created (20 random capitals, mode 0400) if missing, as ``erl`` does."""
+    path = Path.home() / ".erlang.cookie"
+    if not path.exists():
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+        path.write_text("".join(secrets.choice(alphabet) for _ in range(20)))
+        path.chmod(0o400)
+    return path
+
+
+def _source_dir() -> Path:
+    """The Elixir demo's source: shipped in the wheel, or in the checkout beside ``src/``."""
+    packaged = Path(__file__).parent / "_demo" / "elixir"
+    if packaged.is_dir():
+        return packaged
+    checkout = Path(__file__).resolve().parents[2] / "demo" / "elixir"
+    if checkout.is_dir():
+        return checkout
+    raise DemoError("the demo application's source is not installed with this copy of Arsenal")
+
+
+@dataclass
+class DemoNode:
+    """The demo node's files and process."""
+
+    name: str = field(default_factory=lambda: os.environ.get("ARSENAL_DEMO_NAME", DEMO_APP))
+    home: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.home = self.home or arsenal_home() / "demo"
+        self.build_dir = self.home / "_build"
+        self.log_file = self.home / "node.log"
+        self.pid_file = self.home / "node.pid"
+
+    @property
+    def node_name(self) -> str:
+        return f"{self.name}@{socket.gethostname().split('.')[0]}"
+
+    def build(self) -> Path:
+        """Compile the demo with ``mix`` (no Hex packages); return its ebin directory."""
+        for tool in ("mix", "elixir"):
+            if shutil.which(tool) is None:
+                raise DemoError(
+                    f"`{tool}` is not installed; `make demo` installs Elixir, or install it yourself"
+                )
+        self.home.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
+        env = {
+            **os.environ,
+            "MIX_ENV": "dev",
+            "MIX_BUILD_PATH": str(self.build_dir / "dev"),
+            "HEX_OFFLINE": "1",
+        }
+        done = subprocess.run(
+            ["mix", "compile"], cwd=_source_dir(), env=env, capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            raise DemoError(f"building the demo failed:\n{done.stdout}\n{done.stderr}")
+        return self.build_dir / "dev" / "lib" / DEMO_APP / "ebin"
+
+    def running_pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return None
+        return pid
+
+    def start(self, timeout: float = 60.0) -> str:
+        """Build and start the node (unless it runs already); return its name."""
+        if self.running_pid() is not None:
+            return self.node_name
+        ebin = self.build()
+        ensure_erlang_cookie()
+        command = [
+            "elixir",
+            "--sname",
+            self.name,
+            "-pa",
+            str(ebin),
+            "-e",
+            READY_EXPR,
+            "--no-halt",
+        ]
+        self.log_file.write_bytes(b"")
+        with open(self.log_file, "ab") as log:
+            proc = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(str(proc.pid))
+        self._wait_registered(proc, timeout)
+        return self.node_name
+
+    def _wait_registered(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise DemoError(f"the demo node exited at start; see {self.log_file}")
+            if READY_MARKER in self.log_file.read_text(errors="replace"):
+                return
+            time.sleep(0.2)
+        raise DemoError(f"the demo application did not start within {timeout:g}s; see {self.log_file}")
+
+    def stop(self) -> bool:
+        """Stop the node; True if one was running."""
+        pid = self.running_pid()
+        if pid is None:
+            return False
+        os.killpg(pid, signal.SIGTERM)
+        for _ in range(50):
+            if self.running_pid() is None:
+                break
+            time.sleep(0.1)
+        else:
+            os.killpg(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return True

@@ -1,0 +1,300 @@
+"""The local hidden node: our name and creation, our pids and refs, and the connections.
+
+``LocalNode`` is what a program holds: it connects to nodes (one connection per
+peer, shared by every caller), creates Python processes, and routes what the
+connections receive to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import secrets
+import socket
+import ssl as ssl_module
+from collections.abc import Callable
+from typing import Any
+
+from .connection import Connection
+from .cookie import resolve_cookie
+from .epmd import port_please
+from .errors import ConnectFailed, DistTimeout, NodeDown
+from .flags import ARSENAL_FLAGS
+from .handshake import handshake
+from .process import DEFAULT_MAILBOX_SIZE, Process, Target
+from .terms import Atom, Pid, Ref, Term
+from .transport import DistProtocol
+
+MAX_FRAME = 256 * 1024 * 1024
+"""Largest frame accepted from a peer; a bigger length prefix is treated as hostile."""
+
+__all__ = ["LocalNode", "split_node_name"]
+
+
+def split_node_name(name: str) -> tuple[str, str]:
+    """``"app@host"`` → ``("app", "host")``; a name without ``@`` is on this host, as in ``erl``."""
+    alive, sep, host = name.partition("@")
+    if not alive:
+        raise ValueError(f"node name {name!r} has no name part before '@'")
+    if not sep:
+        host = socket.gethostname().split(".")[0]
+    if not host:
+        raise ValueError(f"node name {name!r} has no host after '@'")
+    return alive, host
+
+
+class LocalNode:
+    """A hidden Erlang node implemented in Python.
+
+    ``name`` defaults to ``arsenal-<random>@<host>``, with a short or long host
+    chosen per peer to match the peer's naming (a short-name node only talks to
+    short names). The cookie is resolved once, from the argument,
+    ``ARSENAL_COOKIE`` or ``~/.erlang.cookie``, and can be overridden per connect.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        cookie: str | None = None,
+        mailbox_size: int = DEFAULT_MAILBOX_SIZE,
+    ) -> None:
+        self._alive = name.partition("@")[0] if name else f"arsenal-{secrets.token_hex(4)}"
+        self._fixed_host = name.partition("@")[2] if name and "@" in name else None
+        self._cookie = cookie
+        self.creation = secrets.randbelow(0xFFFFFFF0) + 4  # never 0..3: those mean "old creation"
+        self.mailbox_size = mailbox_size
+        self._names: dict[str, Atom] = {}
+        self.name = self._name_for(None)
+        self._pid_ids = itertools.count(1)
+        self._ref_ids = itertools.count(1)
+        self._ref_salt = secrets.randbits(32)
+        self._processes: dict[Pid, Process] = {}
+        self._handlers: dict[Pid, Callable[[Term], None]] = {}
+        self._registered: dict[Atom, Process] = {}
+        self._aliases: dict[Ref, Process] = {}
+        self._connections: dict[Atom, Connection] = {}
+        self._connecting: dict[Atom, asyncio.Task[Connection]] = {}
+
+    def __repr__(self) -> str:
+        return f"<LocalNode {self.name} connections={list(self._connections)}>"
+
+    def _name_for(self, peer_host: str | None) -> Atom:
+        """Our node name as a peer on ``peer_host`` expects it (long if the peer's host is long)."""
+        if self._fixed_host:
+            host = self._fixed_host
+        else:
+            long = peer_host is not None and "." in peer_host
+            host = _long_host() if long else socket.gethostname().split(".")[0]
+        full = f"{self._alive}@{host}"
+        return self._names.setdefault(full, Atom(full))
+
+    # ------------------------------------------------------------------ identities
+
+    def new_pid(self) -> Pid:
+        serial, pid_id = divmod(next(self._pid_ids), 1 << 15)
+        return Pid(self.name, pid_id, serial & 0x1FFF, self.creation)
+
+    def make_ref(self) -> Ref:
+        n = next(self._ref_ids)
+        return Ref(self.name, self.creation, (n & 0x3FFFF, self._ref_salt, n >> 18))
+
+    # ------------------------------------------------------------------ connections
+
+    async def connect(
+        self,
+        node: str,
+        *,
+        cookie: str | None = None,
+        timeout: float = 10.0,
+        ssl: ssl_module.SSLContext | None = None,
+        epmd_port: int | None = None,
+        port: int | None = None,
+    ) -> Connection:
+        """Connect to ``node`` (``name@host``), or return the live connection to it.
+
+        ``ssl`` connects over TLS distribution (``-proto_dist inet_tls``).
+        ``port`` skips EPMD when the node's distribution port is known.
+        """
+        key = Atom(node if "@" in node else "@".join(split_node_name(node)))
+        existing = self._connections.get(key)
+        if existing is not None and not existing.closed:
+            return existing
+        pending = self._connecting.get(key)
+        if pending is None:
+            pending = asyncio.create_task(
+                self._connect(key, cookie=cookie, timeout=timeout, ssl=ssl, epmd_port=epmd_port, port=port)
+            )
+            self._connecting[key] = pending
+            pending.add_done_callback(lambda _t: self._connecting.pop(key, None))
+        return await asyncio.shield(pending)
+
+    async def _connect(
+        self,
+        key: Atom,
+        *,
+        cookie: str | None,
+        timeout: float,
+        ssl: ssl_module.SSLContext | None,
+        epmd_port: int | None,
+        port: int | None,
+    ) -> Connection:
+        alive, host = split_node_name(key)
+        secret = resolve_cookie(cookie or self._cookie)
+        try:
+            async with asyncio.timeout(timeout):
+                if port is None:
+                    port = (await port_please(host, alive, port=epmd_port, timeout=timeout)).port
+                stream = await _open_stream(host, port, ssl, key)
+                try:
+                    our_name = self._name_for(host)
+                    info = await handshake(
+                        stream,
+                        our_name=our_name,
+                        our_flags=int(ARSENAL_FLAGS),
+                        our_creation=self.creation,
+                        cookie=secret,
+                        peer_name=key,
+                        length_bytes=4 if ssl is not None else 2,
+                    )
+                except BaseException:
+                    stream.close()
+                    raise
+        except TimeoutError:
+            raise DistTimeout(f"connecting to {key} did not finish within {timeout:g}s") from None
+        conn = Connection(self, Atom(info.name), info.flags, info.creation, stream)
+        self._connections[key] = conn
+        return conn
+
+    def connection_or_none(self, node: Atom | str) -> Connection | None:
+        conn = self._connections.get(node)  # type: ignore[call-overload]
+        return conn if conn is not None and not conn.closed else None
+
+    def connection_for(self, node: Atom | str) -> Connection:
+        conn = self.connection_or_none(node)
+        if conn is None:
+            raise NodeDown(f"not connected to {node}; connect to it first")
+        return conn
+
+    @property
+    def connections(self) -> dict[Atom, Connection]:
+        return {name: conn for name, conn in self._connections.items() if not conn.closed}
+
+    def connection_lost(self, conn: Connection) -> None:
+        """Called by a connection as it closes: tell every process, forget the connection."""
+        if self._connections.get(conn.peer) is conn:
+            del self._connections[conn.peer]
+        self._handlers.pop(conn._rpc_pid, None)
+        for proc in list(self._processes.values()):
+            proc.on_node_down(conn.peer)
+
+    async def close(self) -> None:
+        """Close every process and connection."""
+        for proc in list(self._processes.values()):
+            await proc.close()
+        for conn in list(self._connections.values()):
+            await conn.close()
+
+    async def __aenter__(self) -> LocalNode:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ processes
+
+    def spawn(self, name: str | None = None, *, mailbox_size: int | None = None) -> Process:
+        """A new Python process; ``name`` registers it so nodes can send to ``{Name, OurNode}``."""
+        atom = Atom(name) if name else None
+        if atom is not None and atom in self._registered:
+            raise ValueError(f"the name {name!r} is already registered")
+        proc = Process(self, self.new_pid(), name=atom, maxsize=mailbox_size or self.mailbox_size)
+        self._processes[proc.pid] = proc
+        if atom is not None:
+            self._registered[atom] = proc
+        return proc
+
+    def forget(self, proc: Process) -> None:
+        self._processes.pop(proc.pid, None)
+        if proc.name is not None and self._registered.get(proc.name) is proc:
+            del self._registered[proc.name]
+
+    def register_handler(self, pid: Pid, handler: Callable[[Term], None]) -> None:
+        """Route messages for ``pid`` to a callback instead of a mailbox (used for rpc replies)."""
+        self._handlers[pid] = handler
+
+    def register_alias(self, ref: Ref, proc: Process) -> None:
+        self._aliases[ref] = proc
+
+    def unregister_alias(self, ref: Ref) -> None:
+        self._aliases.pop(ref, None)
+
+    def process(self, pid: Any) -> Process | None:
+        return self._processes.get(pid)
+
+    def registered(self, name: Any) -> Process | None:
+        return self._registered.get(name)
+
+    def deliver(self, pid: Any, message: Term) -> None:
+        handler = self._handlers.get(pid)
+        if handler is not None:
+            handler(message)
+            return
+        proc = self._processes.get(pid)
+        if proc is not None:
+            proc.deliver(message)
+
+    def deliver_registered(self, name: Any, message: Term) -> None:
+        proc = self._registered.get(name)
+        if proc is not None:
+            proc.deliver(message)
+
+    def deliver_alias(self, alias: Any, message: Term) -> None:
+        proc = self._aliases.get(alias)
+        if proc is not None:
+            proc.deliver(message)
+
+    async def send(self, to: Target | Ref, message: Term, *, sender: Pid | None = None) -> None:
+        """Send to a remote pid, ``(name, node)`` or alias on a connected node."""
+        if isinstance(to, Pid):
+            await self.connection_for(to.node).send(to, message, sender)
+        elif isinstance(to, Ref):
+            await self.connection_for(to.node).send_alias(sender or self.new_pid(), to, message)
+        else:
+            name, node = to
+            await self.connection_for(node).send_registered(sender or self.new_pid(), name, message)
+
+
+def _set_nodelay(protocol: DistProtocol) -> None:
+    sock = protocol.transport.get_extra_info("socket") if protocol.transport else None
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _long_host() -> str:
+    fqdn = socket.getfqdn()
+    return fqdn if "." in fqdn else os.environ.get("ARSENAL_HOST", "127.0.0.1")
+
+
+async def _open_stream(host: str, port: int, ssl: ssl_module.SSLContext | None, node: str) -> DistProtocol:
+    loop = asyncio.get_running_loop()
+    try:
+        if ssl is None:
+            _, protocol = await loop.create_connection(lambda: DistProtocol(MAX_FRAME), host, port)
+        else:
+            _, protocol = await loop.create_connection(
+                lambda: DistProtocol(MAX_FRAME),
+                host,
+                port,
+                ssl=ssl,
+                server_hostname=host if ssl.check_hostname else None,
+            )
+        _set_nodelay(protocol)
+        return protocol
+    except ssl_module.SSLError as exc:
+        raise ConnectFailed(f"TLS with {node} failed: {exc.reason or exc}; check certificates") from None
+    except OSError as exc:
+        raise ConnectFailed(
+            f"could not connect to {node} at {host}:{port} ({exc.strerror or exc}); is it running?"
+        ) from None

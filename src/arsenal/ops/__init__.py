@@ -1,0 +1,1 @@
+"""Operations: what Arsenal can do to an attached node, one module per category."""

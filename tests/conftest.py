@@ -1,0 +1,76 @@
+"""Fixtures: real nodes, started once per session where they can be shared.
+
+Nodes that a test kills or restarts are made by that test (``make_node``), and
+every node is killed at teardown even when the test fails.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+
+from arsenal.dist import LocalNode
+
+from .nodes import ROOT, BeamNode, elixir_demo_node, erl_node
+
+COOKIE = "arsenal_test_" + secrets.token_hex(8)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def built() -> None:
+    """The agent and the demos are built by `make test`; build them here too for a bare `pytest`."""
+    if not (ROOT / "src/arsenal/agent/ebin/manifest.json").exists():
+        subprocess.run([str(ROOT / "scripts/build_agent.sh")], check=True)
+    support = ROOT / "tests/erlang"
+    (support / "ebin").mkdir(exist_ok=True)
+    subprocess.run(["erlc", "-o", str(support / "ebin"), *map(str, support.glob("*.erl"))], check=True)
+    if not (ROOT / "demo/erlang/ebin").exists() or not (ROOT / "demo/elixir/_build").exists():
+        subprocess.run([str(ROOT / "demo/build.sh")], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def cookie() -> str:
+    return COOKIE
+
+
+@pytest.fixture(scope="session")
+def erl(built: None) -> Iterator[BeamNode]:
+    """A plain Erlang node running the plain-Erlang demo tree, shared by the session."""
+    node = erl_node("erl", cookie=COOKIE, demo=True).start()
+    yield node
+    node.kill()
+
+
+@pytest.fixture(scope="session")
+def elixir(built: None) -> Iterator[BeamNode]:
+    """The Elixir demo application as a node, shared by the session."""
+    node = elixir_demo_node(cookie=COOKIE).start()
+    yield node
+    node.kill()
+
+
+@pytest.fixture
+def make_node() -> Iterator[Callable[..., BeamNode]]:
+    """Start throwaway nodes (killed at teardown): ``make_node(prefix, extra=[...])``."""
+    started: list[BeamNode] = []
+
+    def make(prefix: str = "tmp", **options: object) -> BeamNode:
+        options.setdefault("cookie", COOKIE)
+        node = erl_node(prefix, **options).start()  # type: ignore[arg-type]
+        started.append(node)
+        return node
+
+    yield make
+    for node in started:
+        node.kill()
+
+
+@pytest.fixture
+async def local() -> AsyncIterator[LocalNode]:
+    """A local hidden node with the session cookie, closed after the test."""
+    node = LocalNode(cookie=COOKIE)
+    yield node
+    await node.close()

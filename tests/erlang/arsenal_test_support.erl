@@ -1,0 +1,58 @@
+%% @doc Helpers the Python tests call on real nodes through rpc.
+%% Every process started here ends by itself (timeouts), so a failed test
+%% leaves nothing running for long.
+-module(arsenal_test_support).
+
+-export([register_and_sleep/2, register_and_sleep_async/2, link_watcher/1,
+         monitor_watcher/1, last_exit_seen/1, send_sequence/2, start_echo/0,
+         send_to_name/3]).
+
+%% Register the calling process under Name, then sleep: lets a test see
+%% whether an abandoned call was stopped.
+register_and_sleep(Name, Ms) ->
+    true = register(Name, self()),
+    timer:sleep(Ms).
+
+register_and_sleep_async(Name, Ms) ->
+    Parent = self(),
+    Pid = spawn(fun() -> true = register(Name, self()), Parent ! {registered, self()}, timer:sleep(Ms) end),
+    receive {registered, Pid} -> Pid after 5000 -> error(timeout) end.
+
+%% A process that traps exits, links to Target and remembers the exit it sees.
+link_watcher(Target) ->
+    spawn(fun() ->
+                  process_flag(trap_exit, true),
+                  link(Target),
+                  remember(receive Exit = {'EXIT', _, _} -> Exit after 30000 -> none end)
+          end).
+
+%% A process that monitors Target and remembers the DOWN it sees.
+monitor_watcher(Target) ->
+    spawn(fun() ->
+                  erlang:monitor(process, Target),
+                  remember(receive Down = {'DOWN', _, _, _, _} -> Down after 30000 -> none end)
+          end).
+
+remember(What) ->
+    put(seen, What),
+    receive {report, From} -> From ! {seen, What} after 30000 -> ok end.
+
+last_exit_seen(Watcher) ->
+    case erlang:process_info(Watcher, dictionary) of
+        {dictionary, Dict} -> proplists:get_value(seen, Dict, none);
+        undefined -> none
+    end.
+
+send_sequence(To, N) ->
+    [To ! {seq, I} || I <- lists:seq(1, N)],
+    N.
+
+%% Echo {echo, From, Term} back to From as Term, for 30 s.
+start_echo() ->
+    spawn(fun Loop() ->
+                  receive {echo, From, Term} -> From ! Term, Loop() after 30000 -> ok end
+          end).
+
+send_to_name(Name, Node, Messages) ->
+    [{Name, Node} ! M || M <- Messages],
+    ok.
