@@ -5,7 +5,7 @@
 
 -export([register_and_sleep/2, register_and_sleep_async/2, link_watcher/1,
          monitor_watcher/1, last_exit_seen/1, send_sequence/2, start_echo/0,
-         send_to_name/3]).
+         send_to_name/3, eval/1]).
 
 %% Register the calling process under Name, then sleep: lets a test see
 %% whether an abandoned call was stopped.
@@ -56,3 +56,11 @@ start_echo() ->
 send_to_name(Name, Node, Messages) ->
     [{Name, Node} ! M || M <- Messages],
     ok.
+
+%% Evaluate Erlang source given as a binary (tests only: builds terms the node
+%% itself produces, such as funs and refs, that Python cannot write down).
+eval(Source) ->
+    {ok, Tokens, _} = erl_scan:string(unicode:characters_to_list(Source) ++ "."),
+    {ok, [Expr]} = erl_parse:parse_exprs(Tokens),
+    {value, Value, _} = erl_eval:expr(Expr, erl_eval:new_bindings()),
+    Value.

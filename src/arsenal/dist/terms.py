@@ -48,6 +48,8 @@ __all__ = [
     "Ref",
     "StrictKey",
     "Term",
+    "atoms",
+    "charlist",
     "freeze",
 ]
 
@@ -263,12 +265,24 @@ class FrozenList(tuple):  # type: ignore[type-arg]
 
 
 class FrozenMap(tuple):  # type: ignore[type-arg]
-    """A map used as a map key: its ``(key, value)`` pairs. Encodes as a map."""
+    """A map used as a map key: its ``(key, value)`` pairs. Encodes as a map.
+
+    Equal to another FrozenMap with the same pairs in any order, as maps are.
+    """
 
     __slots__ = ()
 
     def to_dict(self) -> dict[Term, Term]:
         return dict(self)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is FrozenMap and frozenset(self) == frozenset(other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(("map", frozenset(self)))
 
     def __repr__(self) -> str:
         return f"FrozenMap({dict(self)!r})"
