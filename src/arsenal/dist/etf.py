@@ -317,13 +317,7 @@ def _bit_binary(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
     if not 1 <= bits <= 8:
         raise DecodeError(f"bit string with {bits} bits in its last byte")
     raw = data[pos + 5 : end]
-    if bits == 8:
-        return raw, end
-    # Erlang sends the unused low bits as zero; clear them so equal terms compare equal.
-    mask = (0xFF << (8 - bits)) & 0xFF
-    if raw[-1] & ~mask:
-        raw = raw[:-1] + bytes((raw[-1] & mask,))
-    return BitString(raw, bits), end
+    return (raw if bits == 8 else BitString(raw, bits)), end
 
 
 def _big(data: bytes, pos: int, count: int) -> tuple[Any, int]:

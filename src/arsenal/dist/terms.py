@@ -146,6 +146,10 @@ class BitString:
     def __init__(self, data: bytes, bits: int) -> None:
         if not data or not 1 <= bits <= 8:
             raise ValueError("a BitString needs at least one byte and 1..8 bits in the last")
+        # The unused low bits are not part of the value: clear them so equal values compare equal.
+        mask = (0xFF << (8 - bits)) & 0xFF
+        if data[-1] & ~mask & 0xFF:
+            data = data[:-1] + bytes((data[-1] & mask,))
         self.data = data
         self.bits = bits
 
@@ -169,6 +173,8 @@ class ImproperList:
     __slots__ = ("items", "tail")
 
     def __init__(self, items: list[Term], tail: Term) -> None:
+        if not items or type(tail) is list:
+            raise ValueError("an improper list needs elements and a tail that is not a list")
         self.items = items
         self.tail = tail
 
