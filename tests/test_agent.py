@@ -62,7 +62,9 @@ async def test_unload_removes_it_and_the_next_call_reloads(make_node, cookie) ->
 async def test_loads_on_a_node_without_the_compiler(make_node, cookie) -> None:
     # Releases often leave the compiler out: the agent ships as .beam files.
     target = make_node(
-        "nocompiler", extra=["-eval", 'code:del_path(compiler), io:format("NO_COMPILER~n")'], ready_marker="NO_COMPILER"
+        "nocompiler",
+        extra=["-eval", 'code:del_path(compiler), io:format("NO_COMPILER~n")'],
+        ready_marker="NO_COMPILER",
     )
     async with Node(target.name, cookie=cookie, reconnect=False) as node:
         assert await node.call("code", "which", [A("compile")]) == A("non_existing")

@@ -173,6 +173,11 @@ def _atom_latin1(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
 
 
 def _node_atom(data: bytes, pos: int) -> tuple[Atom, int]:
+    if data[pos] == SMALL_ATOM_UTF8_EXT:
+        end = pos + 2 + data[pos + 1]
+        node = _atom_cache.get(data[pos + 2 : end])
+        if type(node) is Atom:
+            return node, end
     node, pos = _DISPATCH[data[pos]](data, pos + 1, 0)
     if type(node) is not Atom:
         raise DecodeError(f"node name must be an atom, got {node!r}")
@@ -242,23 +247,97 @@ def _old_ref(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
     return Ref(node, data[pos + 4], (_u32(data, pos)[0],)), pos + 5
 
 
-def _tuple_items(data: bytes, pos: int, depth: int, arity: int) -> tuple[Any, int]:
-    if arity > len(data) - pos:
-        raise DecodeError(f"tuple declares {arity} elements but only {len(data) - pos} bytes remain")
+def _items(data: bytes, pos: int, depth: int, count: int) -> tuple[list[Any], int]:
+    """Decode ``count`` consecutive terms: the inner loop of every container.
+
+    The commonest tags (small integers, UTF-8 atoms, binaries, ``[]``) are decoded
+    inline here; a function call per element is what dominates pure-Python decoding.
+    """
     if depth >= MAX_DEPTH:
         raise DecodeError(f"term nested deeper than {MAX_DEPTH} levels")
     depth += 1
     dispatch = _DISPATCH
-    items = []
+    cache = _atom_cache
+    size = len(data)
+    items: list[Any] = []
     append = items.append
-    for _ in range(arity):
-        item, pos = dispatch[data[pos]](data, pos + 1, depth)
-        append(item)
+    for _ in range(count):
+        tag = data[pos]
+        if tag == SMALL_INTEGER_EXT:
+            append(data[pos + 1])
+            pos += 2
+        elif tag == SMALL_ATOM_UTF8_EXT:
+            end = pos + 2 + data[pos + 1]
+            raw = data[pos + 2 : end]
+            atom = cache.get(raw)
+            if atom is None:
+                if end > size:
+                    raise DecodeError("term truncated inside an atom")
+                atom = _atom_from(raw, False)
+            append(atom)
+            pos = end
+        elif tag == INTEGER_EXT:
+            append(_i32(data, pos + 1)[0])
+            pos += 5
+        elif tag == NIL_EXT:
+            append([])
+            pos += 1
+        elif tag == NEW_PID_EXT and data[pos + 1] == SMALL_ATOM_UTF8_EXT:
+            end = pos + 3 + data[pos + 2]
+            node = cache.get(data[pos + 3 : end])
+            if type(node) is not Atom:
+                item, pos = _new_pid(data, pos + 1, depth)
+                append(item)
+                continue
+            pid_id, serial, creation = _u32x3(data, end)
+            append(Pid(node, pid_id, serial, creation))
+            pos = end + 12
+        elif tag == BINARY_EXT:
+            start = pos + 5
+            pos = start + _u32(data, pos + 1)[0]
+            if pos > size:
+                raise DecodeError("term truncated inside a binary")
+            append(data[start:pos])
+        else:
+            item, pos = dispatch[tag](data, pos + 1, depth)
+            append(item)
+    return items, pos
+
+
+def _tuple_items(data: bytes, pos: int, depth: int, arity: int) -> tuple[Any, int]:
+    if arity > len(data) - pos:
+        raise DecodeError(f"tuple declares {arity} elements but only {len(data) - pos} bytes remain")
+    items, pos = _items(data, pos, depth, arity)
     return tuple(items), pos
 
 
 def _small_tuple(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
-    return _tuple_items(data, pos + 1, depth, data[pos])
+    arity = data[pos]
+    if arity == 2:  # {Key, Value} pairs dominate real terms (proplists, process_info)
+        if depth >= MAX_DEPTH:
+            raise DecodeError(f"term nested deeper than {MAX_DEPTH} levels")
+        depth += 1
+        tag = data[pos + 1]
+        if tag == SMALL_ATOM_UTF8_EXT:
+            end = pos + 3 + data[pos + 2]
+            first = _atom_cache.get(data[pos + 3 : end])
+            if first is None:
+                first, end = _small_atom_utf8(data, pos + 2, depth)
+        else:
+            first, end = _DISPATCH[tag](data, pos + 2, depth)
+        second, end = _DISPATCH[data[end]](data, end + 1, depth)
+        return (first, second), end
+    if arity == 3:  # {M, F, A}, timestamps, {ok, _, _}
+        if depth >= MAX_DEPTH:
+            raise DecodeError(f"term nested deeper than {MAX_DEPTH} levels")
+        depth += 1
+        dispatch = _DISPATCH
+        first, pos = dispatch[data[pos + 1]](data, pos + 2, depth)
+        second, pos = dispatch[data[pos]](data, pos + 1, depth)
+        third, pos = dispatch[data[pos]](data, pos + 1, depth)
+        return (first, second, third), pos
+    items, pos = _items(data, pos + 1, depth, arity)
+    return tuple(items), pos
 
 
 def _large_tuple(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
@@ -271,7 +350,8 @@ def _nil(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
 
 def _string(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
     end = pos + 2 + _u16(data, pos)[0]
-    _need(data, end)
+    if end > len(data):
+        raise DecodeError("term truncated inside a string")
     return list(data[pos + 2 : end]), end
 
 
@@ -280,18 +360,10 @@ def _list(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
     pos += 4
     if count + 1 > len(data) - pos:
         raise DecodeError(f"list declares {count} elements but only {len(data) - pos} bytes remain")
-    if depth >= MAX_DEPTH:
-        raise DecodeError(f"term nested deeper than {MAX_DEPTH} levels")
-    depth += 1
-    dispatch = _DISPATCH
-    items = []
-    append = items.append
-    for _ in range(count):
-        item, pos = dispatch[data[pos]](data, pos + 1, depth)
-        append(item)
+    items, pos = _items(data, pos, depth, count)
     if data[pos] == NIL_EXT:
         return items, pos + 1
-    tail, pos = dispatch[data[pos]](data, pos + 1, depth)
+    tail, pos = _DISPATCH[data[pos]](data, pos + 1, depth + 1)
     if type(tail) is ImproperList:  # [a | [b | c]] written with nested LIST_EXT
         return ImproperList(items + tail.items, tail.tail), pos
     if type(tail) is list:
@@ -353,16 +425,8 @@ def _map(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
     pos += 4
     if 2 * arity > len(data) - pos:
         raise DecodeError(f"map declares {arity} pairs but only {len(data) - pos} bytes remain")
-    if depth >= MAX_DEPTH:
-        raise DecodeError(f"term nested deeper than {MAX_DEPTH} levels")
-    depth += 1
-    dispatch = _DISPATCH
-    pairs = []
-    append = pairs.append
-    for _ in range(arity):
-        key, pos = dispatch[data[pos]](data, pos + 1, depth)
-        value, pos = dispatch[data[pos]](data, pos + 1, depth)
-        append((key, value))
+    flat, pos = _items(data, pos, depth, 2 * arity)
+    pairs = list(zip(flat[::2], flat[1::2], strict=True))
     try:
         result = dict(pairs)
     except TypeError:  # a list or map used as a key
