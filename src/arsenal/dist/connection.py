@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._format import brief
 from .errors import DistTimeout, NodeDown, ProtocolError, RpcError
 from .etf import DecodeError, decode_term, encode_into, encode_term
 from .flags import DFlag
@@ -306,7 +307,7 @@ class Connection:
             if len(message) == 4 and message[0] == _IO_REQUEST:
                 self._answer_io(message)
                 return
-        log.debug("unexpected message for the rpc process of %s: %r", self.peer, message)
+        log.debug("unexpected message for the rpc process of %s: %s", self.peer, brief(message))
 
     def _answer_io(self, message: tuple[Any, ...]) -> None:
         _, sender, reply_as, request = message
@@ -399,17 +400,21 @@ class Connection:
         except DecodeError as exc:
             raise ProtocolError(f"{self.peer} sent a malformed message: {exc}") from None
         if type(control) is not tuple or not control or type(control[0]) is not int:
-            raise ProtocolError(f"{self.peer} sent a control message that is not a tuple: {control!r:.100}")
-        handler = _HANDLERS.get(control[0])
+            raise ProtocolError(f"{self.peer} sent a control message that is not a tuple: {brief(control)}")
+        op = control[0]
+        handler = _HANDLERS.get(op)
         if handler is None:
             self.stats.unknown_control += 1
-            log.warning("ignoring unknown control message %r from %s", control[0], self.peer)
+            log.warning("ignoring unknown control message %s from %s", brief(op, 40), self.peer)
             return
+        if (op in _WITH_PAYLOAD) != has_payload:
+            wrong = "carries a payload it must not have" if has_payload else "lacks the message it must carry"
+            raise ProtocolError(f"{self.peer} sent a malformed control message {op}: it {wrong}")
         try:
             handler(self, control, payload)
         except (IndexError, TypeError, ValueError, AttributeError) as exc:
             raise ProtocolError(
-                f"{self.peer} sent a malformed control message {control!r:.200}: {exc}"
+                f"{self.peer} sent a malformed control message {brief(control)}: {exc}"
             ) from None
 
     def _on_send(self, control: tuple[Any, ...], payload: Term) -> None:
@@ -559,7 +564,7 @@ def _io_text(request: Term) -> str | None:
     if request[0] == Atom("put_chars"):
         chars = request[-1] if len(request) in (2, 3) else None
         if len(request) == 5:  # {put_chars, Enc, M, F, A}
-            return f"{request[2]}:{request[3]}({request[4]!r:.500})"
+            return f"{request[2]}:{request[3]}({brief(request[4], 500)})"
         return _chars(chars)
     if request[0] == Atom("requests") and len(request) == 2 and type(request[1]) is list:
         parts = [_io_text(r) for r in request[1]]
@@ -574,6 +579,27 @@ def _chars(chars: Term) -> str:
         return "".join(_chars(c) if type(c) is not int else chr(c) for c in chars)
     return ""
 
+
+# Operations that carry a payload term after the control tuple, and only those.
+_WITH_PAYLOAD = frozenset(
+    {
+        SEND,
+        SEND_TT,
+        REG_SEND,
+        REG_SEND_TT,
+        SEND_SENDER,
+        SEND_SENDER_TT,
+        ALIAS_SEND,
+        ALIAS_SEND_TT,
+        PAYLOAD_EXIT,
+        PAYLOAD_EXIT_TT,
+        PAYLOAD_EXIT2,
+        PAYLOAD_EXIT2_TT,
+        PAYLOAD_MONITOR_P_EXIT,
+        SPAWN_REQUEST,
+        SPAWN_REQUEST_TT,
+    }
+)
 
 _HANDLERS = {
     SEND: Connection._on_send,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._format import brief
+
 __all__ = [
     "CookieRejected",
     "DistError",
@@ -74,8 +76,6 @@ class RpcError(DistError):
         self.reason = reason
         self.stacktrace = stacktrace
         self.mfa = mfa
-        shown = repr(reason)
-        if len(shown) > 300:
-            shown = shown[:300] + "…"
+        shown = brief(reason, 300)
         where = f" in {mfa}" if mfa else ""
         super().__init__(f"remote {kind}{where}: {shown}")

@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
+from ._format import brief
 from .terms import (
     Atom,
     BitString,
@@ -109,13 +110,22 @@ _atom_cache: dict[bytes, Any] = {b"true": True, b"false": False}
 _Decoder = Callable[[bytes, int, int], tuple[Any, int]]
 
 
+MAX_ATOM_CHARS = 255
+
+
 def _atom_from(raw: bytes, latin1: bool) -> Any:
     atom = _atom_cache.get(raw)
     if atom is None:
+        if len(raw) > MAX_ATOM_CHARS * (1 if latin1 else 4):
+            raise DecodeError(
+                f"atom of {len(raw)} bytes: Erlang atoms have at most {MAX_ATOM_CHARS} characters"
+            )
         try:
             text = raw.decode("latin-1" if latin1 else "utf-8")
         except UnicodeDecodeError as exc:
             raise DecodeError(f"atom is not valid UTF-8: {raw[:40]!r}") from exc
+        if len(text) > MAX_ATOM_CHARS:
+            raise DecodeError(f"atom of {len(text)} characters: Erlang atoms have at most {MAX_ATOM_CHARS}")
         atom = True if text == "true" else False if text == "false" else Atom(text)
         if len(_atom_cache) < _ATOM_CACHE_MAX:
             _atom_cache[raw] = atom
@@ -180,7 +190,7 @@ def _node_atom(data: bytes, pos: int) -> tuple[Atom, int]:
             return node, end
     node, pos = _DISPATCH[data[pos]](data, pos + 1, 0)
     if type(node) is not Atom:
-        raise DecodeError(f"node name must be an atom, got {node!r}")
+        raise DecodeError(f"node name must be an atom, got {brief(node, 60)}")
     return node, pos
 
 

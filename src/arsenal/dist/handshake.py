@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+import ssl
 import struct
 from dataclasses import dataclass
 from typing import Protocol
@@ -111,6 +112,9 @@ async def _receive_challenge(framer: _Framer, peer_name: str) -> _Challenge:
         )
     flags, challenge, creation, name_len = struct.unpack_from(">QIIH", message, 1)
     name = message[19 : 19 + name_len].decode(errors="replace")
+    if name != peer_name:
+        # As dist_util does: a peer may not pose as another node (it would break that node's monitors).
+        raise HandshakeError(f"the node at {peer_name}'s address calls itself {name!r}; refusing it")
     missing = DFlag(REQUIRED_PEER_FLAGS & ~flags)
     if missing:
         raise NotAllowed(f"{peer_name} lacks distribution features Arsenal needs: {missing!r}")
@@ -127,8 +131,13 @@ class _Framer:
         self._peer = peer
 
     async def send(self, payload: bytes) -> None:
-        self._stream.write(struct.pack(self._fmt, len(payload)) + payload)
-        await self._stream.drain()
+        try:
+            self._stream.write(struct.pack(self._fmt, len(payload)) + payload)
+            await self._stream.drain()
+        except ssl.SSLError as exc:
+            raise _tls_failed(self._peer, exc) from None
+        except ConnectionError as exc:
+            raise ConnectFailed(f"{self._peer} closed the connection during the handshake ({exc})") from None
 
     async def receive(self, on_eof: Exception | None = None) -> bytes:
         try:
@@ -137,7 +146,22 @@ class _Framer:
             if length > 65535:
                 raise HandshakeError(f"{self._peer} sent a {length}-byte handshake message")
             return await self._stream.readexactly(length)
-        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+        except ssl.SSLError as exc:
+            raise _tls_failed(self._peer, exc) from None
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial[:2] == b"\x15\x03" and self._size == 2:  # a TLS alert record
+                raise ConnectFailed(
+                    f"{self._peer} answered with TLS: it uses TLS distribution (inet_tls); connect with ssl="
+                ) from None
+            if on_eof is not None:
+                raise on_eof from None
+            raise ConnectFailed(f"{self._peer} closed the connection during the handshake") from None
+        except ConnectionError as exc:
             if on_eof is not None:
                 raise on_eof from None
             raise ConnectFailed(f"{self._peer} closed the connection during the handshake ({exc})") from None
+
+
+def _tls_failed(peer: str, exc: ssl.SSLError) -> ConnectFailed:
+    reason = exc.reason or exc.strerror or str(exc) or type(exc).__name__
+    return ConnectFailed(f"TLS with {peer} failed: {reason}; check certificates")

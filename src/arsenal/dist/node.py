@@ -26,8 +26,11 @@ from .process import DEFAULT_MAILBOX_SIZE, Process, Target
 from .terms import Atom, Pid, Ref, Term
 from .transport import DistProtocol
 
-MAX_FRAME = 256 * 1024 * 1024
-"""Largest frame accepted from a peer; a bigger length prefix is treated as hostile."""
+MAX_FRAME = 64 * 1024 * 1024
+"""Default largest frame accepted from a peer; a bigger length prefix is treated as hostile.
+
+Decoded terms take several times their wire size in Python (a list of ``[]``
+about 64x), so this bounds memory as well as the read."""
 
 __all__ = ["LocalNode", "split_node_name"]
 
@@ -59,12 +62,14 @@ class LocalNode:
         *,
         cookie: str | None = None,
         mailbox_size: int = DEFAULT_MAILBOX_SIZE,
+        max_frame: int = MAX_FRAME,
     ) -> None:
         self._alive = name.partition("@")[0] if name else f"arsenal-{secrets.token_hex(4)}"
         self._fixed_host = name.partition("@")[2] if name and "@" in name else None
         self._cookie = cookie
         self.creation = secrets.randbelow(0xFFFFFFF0) + 4  # never 0..3: those mean "old creation"
         self.mailbox_size = mailbox_size
+        self.max_frame = max_frame
         self._names: dict[str, Atom] = {}
         self.name = self._name_for(None)
         self._pid_ids = itertools.count(1)
@@ -146,7 +151,7 @@ class LocalNode:
             async with asyncio.timeout(timeout):
                 if port is None:
                     port = (await port_please(host, alive, port=epmd_port, timeout=timeout)).port
-                stream = await _open_stream(host, port, ssl, key)
+                stream = await _open_stream(host, port, ssl, key, self.max_frame)
                 try:
                     our_name = self._name_for(host)
                     info = await handshake(
@@ -277,14 +282,16 @@ def _long_host() -> str:
     return fqdn if "." in fqdn else os.environ.get("ARSENAL_HOST", "127.0.0.1")
 
 
-async def _open_stream(host: str, port: int, ssl: ssl_module.SSLContext | None, node: str) -> DistProtocol:
+async def _open_stream(
+    host: str, port: int, ssl: ssl_module.SSLContext | None, node: str, max_frame: int
+) -> DistProtocol:
     loop = asyncio.get_running_loop()
     try:
         if ssl is None:
-            _, protocol = await loop.create_connection(lambda: DistProtocol(MAX_FRAME), host, port)
+            _, protocol = await loop.create_connection(lambda: DistProtocol(max_frame), host, port)
         else:
             _, protocol = await loop.create_connection(
-                lambda: DistProtocol(MAX_FRAME),
+                lambda: DistProtocol(max_frame),
                 host,
                 port,
                 ssl=ssl,

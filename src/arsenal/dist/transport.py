@@ -37,6 +37,7 @@ class DistProtocol(asyncio.Protocol):
         self.error: BaseException | None = None
         self._lost_event: asyncio.Event | None = None
         self._paused = False
+        self._pending = 0  # bytes the frame being received needs in all (0: unknown)
         self._drain_waiters: list[asyncio.Future[None]] = []
 
     # ------------------------------------------------------------------ asyncio callbacks
@@ -51,6 +52,8 @@ class DistProtocol(asyncio.Protocol):
             return
         if self._buffer:
             self._buffer += data
+            if len(self._buffer) < self._pending:  # still inside a frame: no copy until it is whole
+                return
             data = bytes(self._buffer)
             self._buffer.clear()
         self._guarded_cut(data)
@@ -58,12 +61,15 @@ class DistProtocol(asyncio.Protocol):
     def _guarded_cut(self, data: bytes) -> None:
         try:
             self._cut_frames(data)
-        except Exception as exc:  # a hostile frame: stop reading and close, reporting why
+        except Exception as exc:  # a hostile frame: stop reading, fail now, drop the socket
             self.error = exc
             self._on_frame = None
             self._buffer.clear()
+            if self._on_lost is not None:
+                self._on_lost(exc)
+            # abort, not close: a TLS close would wait for the peer's close_notify.
             if self.transport is not None:
-                self.transport.close()
+                self.transport.abort()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._lost = True
@@ -101,6 +107,8 @@ class DistProtocol(asyncio.Protocol):
         """Read ``count`` bytes; ``asyncio.IncompleteReadError`` if the peer closes first."""
         while len(self._buffer) < count:
             if self._lost:
+                if self._lost_exc is not None:
+                    raise self._lost_exc  # e.g. ssl.SSLError: the reason the TLS peer gave
                 raise asyncio.IncompleteReadError(bytes(self._buffer), count)
             self._waiter = asyncio.get_running_loop().create_future()
             try:
@@ -134,6 +142,7 @@ class DistProtocol(asyncio.Protocol):
         pos = 0
         end = len(data)
         on_frame = self._on_frame
+        self._pending = 0
         while end - pos >= 4:
             (length,) = _u32(data, pos)
             if length == 0:
@@ -144,6 +153,7 @@ class DistProtocol(asyncio.Protocol):
                 self._buffer.clear()
                 raise FrameTooLarge(length)
             if end - pos - 4 < length:
+                self._pending = 4 + length
                 break
             start = pos + 4
             pos = start + length
