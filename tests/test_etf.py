@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import zlib
 
@@ -93,10 +94,8 @@ def test_encode_decode_round_trip(term: object) -> None:
 @settings(max_examples=3000, deadline=None)
 @given(data=st.binary(max_size=200))
 def test_random_bytes_give_a_decode_error_or_a_term(data: bytes) -> None:
-    try:
+    with contextlib.suppress(DecodeError):
         binary_to_term(b"\x83" + data)
-    except DecodeError:
-        pass
 
 
 @settings(max_examples=1500, deadline=None)
@@ -105,10 +104,8 @@ def test_corrupted_encodings_never_crash(term: object, flips: list[tuple[int, in
     data = bytearray(term_to_binary(term))
     for where, value in flips:
         data[where % len(data)] = value
-    try:
+    with contextlib.suppress(DecodeError):
         binary_to_term(bytes(data))
-    except DecodeError:
-        pass
 
 
 @pytest.mark.parametrize(

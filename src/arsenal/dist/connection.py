@@ -247,8 +247,7 @@ class Connection:
         _pack_len(out, 0, len(out) - 4)
         try:
             await self._write(out)
-            async with asyncio.timeout(timeout):
-                result = await future
+            result = await _await_reply(future, timeout)
         except TimeoutError:
             raise DistTimeout(f"{mfa} on {self.peer} did not answer within {timeout:g}s") from None
         finally:
@@ -277,8 +276,7 @@ class Connection:
         _pack_len(out, 0, len(out) - 4)
         try:
             await self._write(out)
-            async with asyncio.timeout(timeout):
-                return await future
+            return await _await_reply(future, timeout)
         except TimeoutError:
             await self._abandon(req, call)
             raise DistTimeout(
@@ -545,6 +543,20 @@ class Connection:
 
     async def wait_closed(self) -> None:
         await self._closed_event.wait()
+
+
+async def _await_reply(future: asyncio.Future[Any], timeout: float) -> Any:
+    """Wait for a reply future; a bare timer on the future is cheaper than ``asyncio.timeout``."""
+    timer = asyncio.get_running_loop().call_later(timeout, _expire, future)
+    try:
+        return await future
+    finally:
+        timer.cancel()
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 def _rex_error(reason: Term, mfa: str) -> RpcError:

@@ -107,6 +107,11 @@ _u64u32 = struct.Struct(">QI").unpack_from
 _ATOM_CACHE_MAX = 1 << 16
 _atom_cache: dict[bytes, Any] = {b"true": True, b"false": False}
 
+# Pids repeat as much as atoms in traces and process lists; they are immutable values,
+# so equal wire bytes can share one object. Bounded; cleared when full.
+_PID_CACHE_MAX = 1 << 14
+_pid_cache: dict[bytes, Pid] = {}
+
 _Decoder = Callable[[bytes, int, int], tuple[Any, int]]
 
 
@@ -185,7 +190,7 @@ def _atom_latin1(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
 def _node_atom(data: bytes, pos: int) -> tuple[Atom, int]:
     if data[pos] == SMALL_ATOM_UTF8_EXT:
         end = pos + 2 + data[pos + 1]
-        node = _atom_cache.get(data[pos + 2 : end])
+        node = _atom_cache.get(data[pos + 2 : end]) if end <= len(data) else None
         if type(node) is Atom:
             return node, end
     node, pos = _DISPATCH[data[pos]](data, pos + 1, 0)
@@ -195,6 +200,18 @@ def _node_atom(data: bytes, pos: int) -> tuple[Atom, int]:
 
 
 def _new_pid(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
+    if data[pos] == SMALL_ATOM_UTF8_EXT:
+        end = pos + 14 + data[pos + 1]
+        if end <= len(data):
+            raw = data[pos:end]
+            pid = _pid_cache.get(raw)
+            if pid is None:
+                node, at = _node_atom(data, pos)
+                pid = Pid(node, *_u32x3(data, at))
+                if len(_pid_cache) >= _PID_CACHE_MAX:
+                    _pid_cache.clear()
+                _pid_cache[raw] = pid
+            return pid, end
     node, pos = _node_atom(data, pos)
     pid_id, serial, creation = _u32x3(data, pos)
     return Pid(node, pid_id, serial, creation), pos + 12
@@ -225,10 +242,13 @@ def _old_port(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
     return Port(node, _u32(data, pos)[0], data[pos + 4]), pos + 5
 
 
+_REF_IDS = [struct.Struct(f">{count}I").unpack_from for count in range(6)]
+
+
 def _ref_ids(data: bytes, pos: int, count: int) -> tuple[tuple[int, ...], int]:
     end = pos + 4 * count
     _need(data, end)
-    return struct.unpack_from(f">{count}I", data, pos), end
+    return _REF_IDS[count](data, pos), end
 
 
 def _newer_ref(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
@@ -278,11 +298,11 @@ def _items(data: bytes, pos: int, depth: int, count: int) -> tuple[list[Any], in
             pos += 2
         elif tag == SMALL_ATOM_UTF8_EXT:
             end = pos + 2 + data[pos + 1]
+            if end > size:  # before the cache: a truncated name could match a cached prefix
+                raise DecodeError("term truncated inside an atom")
             raw = data[pos + 2 : end]
             atom = cache.get(raw)
             if atom is None:
-                if end > size:
-                    raise DecodeError("term truncated inside an atom")
                 atom = _atom_from(raw, False)
             append(atom)
             pos = end
@@ -292,16 +312,6 @@ def _items(data: bytes, pos: int, depth: int, count: int) -> tuple[list[Any], in
         elif tag == NIL_EXT:
             append([])
             pos += 1
-        elif tag == NEW_PID_EXT and data[pos + 1] == SMALL_ATOM_UTF8_EXT:
-            end = pos + 3 + data[pos + 2]
-            node = cache.get(data[pos + 3 : end])
-            if type(node) is not Atom:
-                item, pos = _new_pid(data, pos + 1, depth)
-                append(item)
-                continue
-            pid_id, serial, creation = _u32x3(data, end)
-            append(Pid(node, pid_id, serial, creation))
-            pos = end + 12
         elif tag == BINARY_EXT:
             start = pos + 5
             pos = start + _u32(data, pos + 1)[0]
@@ -330,22 +340,31 @@ def _small_tuple(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
         tag = data[pos + 1]
         if tag == SMALL_ATOM_UTF8_EXT:
             end = pos + 3 + data[pos + 2]
-            first = _atom_cache.get(data[pos + 3 : end])
+            first = _atom_cache.get(data[pos + 3 : end]) if end <= len(data) else None
             if first is None:
                 first, end = _small_atom_utf8(data, pos + 2, depth)
         else:
             first, end = _DISPATCH[tag](data, pos + 2, depth)
         second, end = _DISPATCH[data[end]](data, end + 1, depth)
         return (first, second), end
-    if arity == 3:  # {M, F, A}, timestamps, {ok, _, _}
+    if 0 < arity <= 5:  # {M, F, A}, timestamps, trace messages: unrolled, no list in between
         if depth >= MAX_DEPTH:
             raise DecodeError(f"term nested deeper than {MAX_DEPTH} levels")
         depth += 1
         dispatch = _DISPATCH
-        first, pos = dispatch[data[pos + 1]](data, pos + 2, depth)
+        pos += 1
+        first, pos = dispatch[data[pos]](data, pos + 1, depth)
+        if arity == 1:
+            return (first,), pos
         second, pos = dispatch[data[pos]](data, pos + 1, depth)
         third, pos = dispatch[data[pos]](data, pos + 1, depth)
-        return (first, second, third), pos
+        if arity == 3:
+            return (first, second, third), pos
+        fourth, pos = dispatch[data[pos]](data, pos + 1, depth)
+        if arity == 4:
+            return (first, second, third, fourth), pos
+        fifth, pos = dispatch[data[pos]](data, pos + 1, depth)
+        return (first, second, third, fourth, fifth), pos
     items, pos = _items(data, pos + 1, depth, arity)
     return tuple(items), pos
 
@@ -436,14 +455,18 @@ def _map(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
     if 2 * arity > len(data) - pos:
         raise DecodeError(f"map declares {arity} pairs but only {len(data) - pos} bytes remain")
     flat, pos = _items(data, pos, depth, 2 * arity)
-    pairs = list(zip(flat[::2], flat[1::2], strict=True))
+    pairs_of = iter(flat)
     try:
-        result = dict(pairs)
+        result = dict(zip(pairs_of, pairs_of, strict=False))
     except TypeError:  # a list or map used as a key
-        pairs = [(_map_key(k), v) for k, v in pairs]
-        result = dict(pairs)
+        pairs_of = iter(flat)
+        result = {_map_key(k): v for k, v in zip(pairs_of, pairs_of, strict=False)}
     if len(result) != arity:  # Python merged keys Erlang keeps apart (1 and 1.0, 1 and true)
-        result = {(StrictKey(k) if type(k) in (int, float, bool) else k): v for k, v in pairs}
+        pairs_of = iter(flat)
+        result = {
+            (StrictKey(k) if type(k) in (int, float, bool) else _map_key(k)): v
+            for k, v in zip(pairs_of, pairs_of, strict=False)
+        }
         if len(result) != arity:
             raise DecodeError("map holds the same key twice")
     return result, pos

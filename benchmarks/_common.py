@@ -1,0 +1,243 @@
+"""What both benchmarks share: real BEAM nodes, Erlang helper modules, statistics, output.
+
+Not a benchmark itself. The scripts next to it import it (a script's own directory
+is first on ``sys.path``). Nodes are OS processes in their own session, killed
+as a group (SIGKILL) when the benchmark ends, whatever way it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+HOST = socket.gethostname().split(".")[0]
+LOG_DIR = Path(os.environ.get("ARSENAL_BENCH_LOGS", Path(tempfile.gettempdir()) / "arsenal-bench-nodes"))
+
+# Let the scripts run from a checkout without installing the package (uv run installs it anyway).
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(1, str(ROOT / "src"))
+
+
+def new_cookie() -> str:
+    return "arsenal_bench_" + secrets.token_hex(8)
+
+
+def _registered_with_epmd(alive: str) -> bool:
+    out = subprocess.run(["epmd", "-names"], capture_output=True, text=True, check=False).stdout
+    return f"name {alive} " in out
+
+
+@dataclass
+class Node:
+    """A plain ``erl`` node started by a benchmark."""
+
+    alive: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.alive}@{HOST}"
+
+    def kill(self) -> None:
+        if self.proc.poll() is not None:
+            return
+        with suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
+def start_node(prefix: str, cookie: str, *, code_path: Path | None = None, timeout: float = 60.0) -> Node:
+    """``erl -sname <prefix>_<random> -setcookie <cookie> -noshell -noinput [-pa code_path]``."""
+    alive = f"{prefix}_{secrets.token_hex(3)}"
+    command = ["erl", "-sname", alive, "-setcookie", cookie, "-noshell", "-noinput"]
+    if code_path is not None:
+        command += ["-pa", str(code_path)]
+    command += _orphan_watchdog()
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = LOG_DIR / f"{alive}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    node = Node(alive, proc, log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"node {alive} exited at start:\n{log_path.read_text()[-2000:]}")
+        if _registered_with_epmd(alive):
+            return node
+        time.sleep(0.05)
+    node.kill()
+    raise RuntimeError(f"node {alive} did not register with EPMD within {timeout:g}s")
+
+
+def _orphan_watchdog() -> list[str]:
+    """``-eval`` that halts the node once this Python process is gone (even after a SIGKILL).
+
+    One check a second, in a process of its own: nothing measurable next to the
+    calls being timed. Only where ``/proc`` exists (Linux).
+    """
+    if not Path(f"/proc/{os.getpid()}").exists():
+        return []
+    expr = (
+        f'P = "/proc/{os.getpid()}", '
+        "spawn(fun W() -> timer:sleep(1000), "
+        "case file:read_file_info(P) of {ok, _} -> W(); _ -> erlang:halt(1) end end)."
+    )
+    return ["-eval", expr]
+
+
+@contextmanager
+def nodes() -> Iterator[list[Node]]:
+    """Collect the nodes started inside the block; kill every one of them when it exits."""
+    started: list[Node] = []
+    try:
+        yield started
+    finally:
+        for node in started:
+            node.kill()
+
+
+@contextmanager
+def compiled(module: str, source: str) -> Iterator[Path]:
+    """Compile one Erlang module (given as source text) with ``erlc``; yield its ebin directory."""
+    if shutil.which("erlc") is None:
+        raise RuntimeError("erlc is not installed (Erlang/OTP 25 or later is needed)")
+    with tempfile.TemporaryDirectory(prefix="arsenal-bench-") as tmp:
+        path = Path(tmp) / f"{module}.erl"
+        path.write_text(source)
+        subprocess.run(["erlc", "-o", tmp, str(path)], check=True, capture_output=True)
+        yield Path(tmp)
+
+
+def otp_release() -> str:
+    out = subprocess.run(
+        ["erl", "-noshell", "-noinput", "-eval", "io:put_chars(erlang:system_info(otp_release)), halt()."],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+# ---------------------------------------------------------------------- statistics and output
+
+
+@dataclass
+class Sample:
+    """Per-round values of one measurement (lower is better unless said otherwise)."""
+
+    name: str
+    unit: str
+    rounds: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rounds)
+
+    @property
+    def best(self) -> float:
+        return min(self.rounds)
+
+    @property
+    def worst(self) -> float:
+        return max(self.rounds)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "unit": self.unit,
+            "median": self.median,
+            "min": self.best,
+            "max": self.worst,
+            "rounds": self.rounds,
+        }
+
+
+def machine() -> dict[str, Any]:
+    load = os.getloadavg()
+    return {
+        "host": HOST,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "loadavg": [round(x, 2) for x in load],
+    }
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[str(h) for h in headers]] + [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for n, row in enumerate(cells):
+        pairs = enumerate(zip(row, widths, strict=True))
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in pairs))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if value >= 1000:
+            return f"{value:,.0f}"
+        if value >= 100:
+            return f"{value:.1f}"
+        return f"{value:.2f}"
+    return str(value)
+
+
+def print_ratio(name: str, value: float) -> None:
+    """The machine-readable line: ``RATIO <name> <value>``."""
+    print(f"RATIO {name} {value:.4f}")
+
+
+def write_json(path: str | None, payload: dict[str, Any]) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        print(f"results written to {path}")
+
+
+def run_erl_eval(
+    prefix: str, cookie: str, code_path: Path, expr: str, *, env: dict[str, str], timeout: float
+) -> str:
+    """Run ``expr`` on a fresh named node (``-eval``) and wait for it to halt; return its output.
+
+    The node runs in its own session and is killed as a group if it is still
+    there when this returns, whatever way it returns.
+    """
+    alive = f"{prefix}_{secrets.token_hex(3)}"
+    command = ["erl", "-sname", alive, "-setcookie", cookie, "-noshell", "-noinput", "-pa", str(code_path)]
+    proc = subprocess.Popen(
+        [*command, "-eval", expr],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, **env},
+    )
+    node = Node(alive, proc, Path(os.devnull))
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        node.kill()
+    text = out.decode(errors="replace")
+    if proc.returncode != 0:
+        raise RuntimeError(f"node {alive} failed (exit {proc.returncode}):\n{text[-3000:]}")
+    return text

@@ -1,0 +1,70 @@
+"""The benchmarks run end to end (``--quick``): real nodes, both sides measured, ratios printed.
+
+Nothing here judges speed: the machine running the tests may be loaded, so the
+ratios only have to be there and be positive numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+
+pytestmark = [
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(
+        not all(shutil.which(tool) for tool in ("erl", "erlc", "epmd")),
+        reason="needs Erlang/OTP (erl, erlc, epmd)",
+    ),
+]
+
+
+def run_quick(script: str, tmp_path: Path) -> tuple[dict[str, float], dict]:
+    out_json = tmp_path / f"{script}.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / f"{script}.py"), "--quick", "--json", str(out_json)],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, f"{script} --quick failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    ratios: dict[str, float] = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("RATIO "):
+            fields = line.split()
+            assert len(fields) == 3, f"malformed RATIO line: {line!r}"
+            ratios[fields[1]] = float(fields[2])
+    return ratios, json.loads(out_json.read_text())
+
+
+def assert_positive(ratios: dict[str, float], expected: set[str]) -> None:
+    assert expected <= set(ratios), f"missing RATIO lines: {sorted(expected - set(ratios))}"
+    for name, value in ratios.items():
+        assert value > 0 and value != float("inf"), f"RATIO {name} is {value}"
+
+
+def test_rpc_latency_runs(tmp_path: Path) -> None:
+    ratios, payload = run_quick("rpc_latency", tmp_path)
+    assert_positive(ratios, {"seq_erpc", "seq_rex", "seq_rex_vs_rpc_call", "par64_erpc", "par64_rex"})
+    assert payload["ratios"] == pytest.approx(ratios, rel=1e-3)
+
+
+def test_decode_throughput_runs(tmp_path: Path) -> None:
+    ratios, payload = run_quick("decode_throughput", tmp_path)
+    # An item erlang_py cannot decode is reported and left out; Arsenal's side is always there.
+    compared = [name for name, item in payload["items"].items() if item["erlang_py_decode_error"] is None]
+    assert set(payload["items"]) == {"process_list", "state_map", "trace_tuples"}
+    expected = {f"decode_{name}" for name in compared} | ({"decode_corpus"} if compared else set())
+    assert_positive(ratios, expected)
+    for item in payload["items"].values():
+        assert item["terms"] > 0 and item["bytes"] > 0
+        assert "decode/arsenal" in item["seconds_per_call"]
