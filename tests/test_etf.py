@@ -11,7 +11,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from arsenal.beam import Node
-from arsenal.dist import Atom, BitString, DecodeError, Export, Fun, ImproperList, Pid, Port, Ref, StrictKey
+from arsenal.dist import (
+    Atom,
+    BitString,
+    DecodeError,
+    Export,
+    FrozenList,
+    Fun,
+    ImproperList,
+    Pid,
+    Port,
+    Ref,
+    StrictKey,
+)
 from arsenal.dist.etf import MAX_DEPTH, binary_to_term, term_to_binary
 
 from .strategies import terms
@@ -163,3 +175,11 @@ def _same(left: object, right: object) -> bool:
     if isinstance(left, ImproperList):
         return _same(left.items, right.items) and _same(left.tail, right.tail)
     return left == right
+
+
+async def test_a_map_keyed_by_both_an_empty_list_and_an_empty_tuple(node: Node) -> None:
+    data = await _node_encode(node, "#{[] => list, {} => tuple, 0 => zero}")
+    decoded = binary_to_term(data)
+    assert len(decoded) == 3
+    assert decoded[FrozenList([])] == A("list") and decoded[()] == A("tuple") and decoded[0] == A("zero")
+    assert term_to_binary(decoded) == data

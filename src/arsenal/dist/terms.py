@@ -262,9 +262,21 @@ class Fun:
 
 
 class FrozenList(tuple):  # type: ignore[type-arg]
-    """A list used as a map key (Python lists are not hashable). Encodes as a list."""
+    """A list used as a map key (Python lists are not hashable). Encodes as a list.
+
+    Never equal to a tuple: ``#{[] => a, {} => b}`` has two keys.
+    """
 
     __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is FrozenList and tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(("list", tuple.__hash__(self)))
 
     def __repr__(self) -> str:
         return f"FrozenList({list(self)!r})"
