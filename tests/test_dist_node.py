@@ -12,6 +12,7 @@ from arsenal.dist import (
     CookieRejected,
     DistTimeout,
     EpmdUnreachable,
+    HandshakeError,
     LocalNode,
     NodeDown,
     NodeNotFound,
@@ -279,3 +280,23 @@ async def _wait_for(conn, module: str, function: str, args: list) -> object:
             return result
         await asyncio.sleep(0.05)
     raise AssertionError(f"{module}:{function} never reported")
+
+
+async def test_long_names(local: LocalNode, cookie, erl) -> None:
+    from .nodes import BeamNode, unique_name
+
+    alive = unique_name("longname")
+    node = BeamNode(
+        alive, cookie, ["erl", "-name", f"{alive}@127.0.0.1", "-setcookie", cookie, "-noshell"]
+    ).start()
+    try:
+        conn = await local.connect(f"{alive}@127.0.0.1")
+        assert await conn.rpc("erlang", "node") == A(f"{alive}@127.0.0.1")
+        # We introduced ourselves with a long name too, as a long-name node requires.
+        ours = await conn.rpc("erlang", "nodes", [A("hidden")])
+        assert len(ours) == 1 and "." in ours[0].partition("@")[2]
+        # One node, one naming: a short-name peer needs another LocalNode, as in Erlang.
+        with pytest.raises(HandshakeError, match="cannot mix short and long names"):
+            await local.connect(erl.name)
+    finally:
+        node.kill()

@@ -183,3 +183,11 @@ async def test_a_map_keyed_by_both_an_empty_list_and_an_empty_tuple(node: Node) 
     assert len(decoded) == 3
     assert decoded[FrozenList([])] == A("list") and decoded[()] == A("tuple") and decoded[0] == A("zero")
     assert term_to_binary(decoded) == data
+
+
+def test_zero_and_negative_zero_stay_apart_as_keys() -> None:
+    # Distinct map keys since OTP 27; Python's == would merge them.
+    data = b"\x83t\x00\x00\x00\x02F" + struct.pack(">d", 0.0) + b"a\x01F" + struct.pack(">d", -0.0) + b"a\x02"
+    decoded = binary_to_term(data)
+    assert decoded == {StrictKey(0.0): 1, StrictKey(-0.0): 2}
+    assert term_to_binary(decoded) == data

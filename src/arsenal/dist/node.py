@@ -19,7 +19,7 @@ from typing import Any
 from .connection import Connection
 from .cookie import resolve_cookie
 from .epmd import port_please
-from .errors import ConnectFailed, DistTimeout, NodeDown
+from .errors import ConnectFailed, DistTimeout, HandshakeError, NodeDown
 from .flags import ARSENAL_FLAGS
 from .handshake import handshake
 from .process import DEFAULT_MAILBOX_SIZE, Process, Target
@@ -50,10 +50,12 @@ def split_node_name(name: str) -> tuple[str, str]:
 class LocalNode:
     """A hidden Erlang node implemented in Python.
 
-    ``name`` defaults to ``arsenal-<random>@<host>``, with a short or long host
-    chosen per peer to match the peer's naming (a short-name node only talks to
-    short names). The cookie is resolved once, from the argument,
-    ``ARSENAL_COOKIE`` or ``~/.erlang.cookie``, and can be overridden per connect.
+    ``name`` defaults to ``arsenal-<random>@<host>``. Like any Erlang node it has
+    one name, so short or long names are chosen once: by ``name`` or
+    ``long_names`` if given, otherwise at the first connect, to match that peer (a
+    short-name node only talks to short names and the other way round). The
+    cookie is resolved from the argument, ``ARSENAL_COOKIE`` or
+    ``~/.erlang.cookie``, and can be overridden per connect.
     """
 
     def __init__(
@@ -61,17 +63,20 @@ class LocalNode:
         name: str | None = None,
         *,
         cookie: str | None = None,
+        long_names: bool | None = None,
         mailbox_size: int = DEFAULT_MAILBOX_SIZE,
         max_frame: int = MAX_FRAME,
     ) -> None:
         self._alive = name.partition("@")[0] if name else f"arsenal-{secrets.token_hex(4)}"
-        self._fixed_host = name.partition("@")[2] if name and "@" in name else None
         self._cookie = cookie
         self.creation = secrets.randbelow(0xFFFFFFF0) + 4  # never 0..3: those mean "old creation"
         self.mailbox_size = mailbox_size
         self.max_frame = max_frame
-        self._names: dict[str, Atom] = {}
-        self.name = self._name_for(None)
+        self._name: Atom | None = None
+        if name and "@" in name:
+            self._name = Atom(name)
+        elif long_names is not None:
+            self._name = Atom(f"{self._alive}@{_long_host() if long_names else _short_host()}")
         self._pid_ids = itertools.count(1)
         self._ref_ids = itertools.count(1)
         self._ref_salt = secrets.randbits(32)
@@ -83,17 +88,27 @@ class LocalNode:
         self._connecting: dict[Atom, asyncio.Task[Connection]] = {}
 
     def __repr__(self) -> str:
-        return f"<LocalNode {self.name} connections={list(self._connections)}>"
+        return f"<LocalNode {self._name or self._alive} connections={list(self._connections)}>"
 
-    def _name_for(self, peer_host: str | None) -> Atom:
-        """Our node name as a peer on ``peer_host`` expects it (long if the peer's host is long)."""
-        if self._fixed_host:
-            host = self._fixed_host
-        else:
-            long = peer_host is not None and "." in peer_host
-            host = _long_host() if long else socket.gethostname().split(".")[0]
-        full = f"{self._alive}@{host}"
-        return self._names.setdefault(full, Atom(full))
+    @property
+    def name(self) -> Atom:
+        """Our node name; asking for it before any connect settles on short names."""
+        if self._name is None:
+            self._name = Atom(f"{self._alive}@{_short_host()}")
+        return self._name
+
+    def _name_for(self, peer_host: str) -> Atom:
+        """Our name for a peer on ``peer_host``, settling long or short names at the first peer."""
+        peer_long = "." in peer_host
+        if self._name is None:
+            self._name = Atom(f"{self._alive}@{_long_host() if peer_long else _short_host()}")
+        if ("." in self._name.partition("@")[2]) != peer_long:
+            kind = "long" if peer_long else "short"
+            raise HandshakeError(
+                f"{peer_host} uses {kind} names but this node is {self._name}; a node cannot mix short and "
+                "long names (use another LocalNode for it)"
+            )
+        return self._name
 
     # ------------------------------------------------------------------ identities
 
@@ -275,6 +290,10 @@ def _set_nodelay(protocol: DistProtocol) -> None:
     sock = protocol.transport.get_extra_info("socket") if protocol.transport else None
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _short_host() -> str:
+    return socket.gethostname().split(".")[0]
 
 
 def _long_host() -> str:

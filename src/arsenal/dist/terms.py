@@ -310,7 +310,8 @@ class StrictKey:
     """A map key compared by Erlang's exact equality (``=:=``), not Python's ``==``.
 
     Used only when a decoded map holds keys Python would merge (``1``, ``1.0``,
-    ``True``); ``value`` is the key as decoded.
+    ``True``; ``0.0`` and ``-0.0``, distinct keys since OTP 27); ``value`` is the
+    key as decoded.
     """
 
     __slots__ = ("value",)
@@ -318,15 +319,15 @@ class StrictKey:
     def __init__(self, value: Term) -> None:
         self.value = value
 
+    def _identity(self) -> tuple[Any, ...]:
+        value = self.value
+        return (type(value), value.hex() if type(value) is float else value)
+
     def __eq__(self, other: object) -> bool:
-        return (
-            type(other) is StrictKey
-            and type(self.value) is type(other.value)  # type: ignore[union-attr]
-            and self.value == other.value  # type: ignore[union-attr]
-        )
+        return type(other) is StrictKey and self._identity() == other._identity()  # type: ignore[union-attr]
 
     def __hash__(self) -> int:
-        return hash((type(self.value).__name__, self.value))
+        return hash(self._identity())
 
     def __repr__(self) -> str:
         return f"StrictKey({self.value!r})"
