@@ -54,7 +54,10 @@ from .nodes import HOST, TlsFiles, make_tls_files, open_fd_count, settle_resourc
 pytestmark = pytest.mark.timeout(60)
 
 A = Atom
-FAKE = "fake@127.0.0.1"
+# A short name on this host, like every test node: a local node has one naming (short
+# or long) and the real nodes it also talks to in these tests use short names.
+FAKE = f"fake@{HOST}"
+FAKE_ADDRESS = socket.gethostbyname(HOST)
 PEER_FLAGS = int(ARSENAL_FLAGS | DFlag.PUBLISHED)
 SEND, REG_SEND, MONITOR_P = 2, 6, 19
 
@@ -143,7 +146,7 @@ Script = Callable[[PeerSide], Awaitable[None]]
 
 @dataclass
 class FakePeer:
-    """An asyncio server on 127.0.0.1 that runs ``script`` on each accepted connection.
+    """An asyncio server on this host that runs ``script`` on each accepted connection.
 
     When the script returns, the connection stays open (reading and discarding) until
     the client closes it, so what is observed is how Arsenal closes, not the peer.
@@ -164,7 +167,7 @@ class FakePeer:
         return 4 if self.ssl is not None else 2  # inet_tls_dist frames the handshake with 4 bytes
 
     async def start(self) -> FakePeer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.ssl)
+        self._server = await asyncio.start_server(self._serve, FAKE_ADDRESS, 0, ssl=self.ssl)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -749,7 +752,7 @@ def _server_context(pki: TlsFiles) -> ssl.SSLContext:
 
 
 def _client_context(pki: TlsFiles) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname stays on: the cert names 127.0.0.1
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname stays on: the cert names this host
     ctx.load_verify_locations(pki.ca)
     return ctx
 

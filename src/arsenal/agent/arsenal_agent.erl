@@ -41,14 +41,16 @@ language() ->
 %% Key is <<"memory">>, <<"reductions">> or <<"message_queue_len">>.
 %% Cost: one process_info/2 per process (like recon:proc_count/2), a
 %% bounded top-N set of at most Limit entries, then details for the N winners
-%% only. No full process list leaves the node. Reductions are cumulative since
-%% each process started.
+%% only. No full process list leaves the node, and the process doing the scan
+%% (Arsenal's own) is not counted. Reductions are cumulative since each process
+%% started.
 -spec top_processes(binary(), pos_integer(), map()) -> map() | {error, term()}.
 top_processes(KeyBin, Limit0, _Opts) when is_integer(Limit0), Limit0 > 0 ->
     case sort_key(KeyBin) of
         {ok, Key} ->
             Limit = min(Limit0, ?MAX_LIMIT),
-            Top = scan(Key, Limit, erlang:processes()),
+            %% The process running this call is Arsenal's, not the node's: leave it out.
+            Top = scan(Key, Limit, erlang:processes() -- [self()]),
             Rows = [Row || {Value, Pid} <- lists:reverse(gb_sets:to_list(Top)),
                            Row <- [describe(Pid, Key, Value)], Row =/= gone],
             #{sort => Key,

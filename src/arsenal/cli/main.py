@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
@@ -29,7 +30,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
+# Output that is not a terminal (a pipe, a file, CI) gets room for every column.
+console = Console(width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True)
 
 T = TypeVar("T")
@@ -122,9 +124,10 @@ def ps(
 def _table(result: TopProcesses) -> Table:
     shown = f"top {len(result.rows)} of {result.process_count} processes"
     table = Table(title=f"{result.node} — {shown} by {result.sort.value}", title_justify="left")
+    # Pids and figures never wrap; names and functions fold to fit narrow terminals.
     for column, justify, wrap in (
         ("pid", "left", False),
-        ("name", "left", False),
+        ("name", "left", True),
         ("memory", "right", False),
         ("reductions", "right", False),
         ("queue", "right", False),
