@@ -165,8 +165,11 @@ def _old_float(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
 
 def _small_atom_utf8(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
     end = pos + 1 + data[pos]
-    _need(data, end)
-    return _atom_from(data[pos + 1 : end], False), end
+    if end > len(data):
+        raise DecodeError("term truncated inside an atom")
+    raw = data[pos + 1 : end]
+    atom = _atom_cache.get(raw)
+    return (_atom_from(raw, False) if atom is None else atom), end
 
 
 def _atom_utf8(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
@@ -402,7 +405,8 @@ def _list(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
 
 def _binary(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
     end = pos + 4 + _u32(data, pos)[0]
-    _need(data, end)
+    if end > len(data):
+        raise DecodeError("term truncated inside a binary")
     return data[pos + 4 : end], end
 
 
