@@ -50,6 +50,7 @@ import codecs
 import math
 import re
 import unicodedata
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from functools import lru_cache
@@ -423,7 +424,7 @@ _SCALARS = frozenset({bool, int, float, Atom, bytes, str, BitString, Pid, Port, 
 """Python types of terms that hold no other term (a fun's free variables are not shown)."""
 
 
-class _Syntax:
+class _Syntax(ABC):
     """The language-independent walk; subclasses say how each kind of term looks.
 
     Each handler returns either finished text or a list of parts (text and
@@ -577,47 +578,47 @@ class _Syntax:
 
     # -- language specifics ------------------------------------------------
 
-    def integer(self, term: int, depth: int) -> _Expansion:
-        raise NotImplementedError
+    @abstractmethod
+    def integer(self, term: int, depth: int) -> _Expansion: ...
 
-    def float_(self, term: float, depth: int) -> _Expansion:
-        raise NotImplementedError
+    @abstractmethod
+    def float_(self, term: float, depth: int) -> _Expansion: ...
 
-    def atom(self, term: Atom, depth: int) -> _Expansion:
-        raise NotImplementedError
+    @abstractmethod
+    def atom(self, term: Atom, depth: int) -> _Expansion: ...
 
-    def binary(self, term: bytes, depth: int) -> _Expansion:
-        raise NotImplementedError
+    @abstractmethod
+    def binary(self, term: bytes, depth: int) -> _Expansion: ...
 
-    def bits_suffix(self, value: int, bits: int) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def bits_suffix(self, value: int, bits: int) -> str: ...
 
-    def tuple_(self, term: tuple[Any, ...], depth: int) -> _Expansion:
-        raise NotImplementedError
+    @abstractmethod
+    def tuple_(self, term: tuple[Any, ...], depth: int) -> _Expansion: ...
 
-    def list_(self, term: Sequence[Any], depth: int) -> _Expansion:
-        raise NotImplementedError
+    @abstractmethod
+    def list_(self, term: Sequence[Any], depth: int) -> _Expansion: ...
 
-    def improper_list(self, term: ImproperList, depth: int) -> _Expansion:
-        raise NotImplementedError
+    @abstractmethod
+    def improper_list(self, term: ImproperList, depth: int) -> _Expansion: ...
 
-    def map_pairs(self, pairs: Iterable[tuple[Any, Any]], count: int, depth: int) -> _Expansion:
-        raise NotImplementedError
+    @abstractmethod
+    def map_pairs(self, pairs: Iterable[tuple[Any, Any]], count: int, depth: int) -> _Expansion: ...
 
-    def pid(self, term: Pid, depth: int) -> _Expansion:
-        raise NotImplementedError
+    @abstractmethod
+    def pid(self, term: Pid, depth: int) -> _Expansion: ...
 
-    def port(self, term: Port, depth: int) -> _Expansion:
-        raise NotImplementedError
+    @abstractmethod
+    def port(self, term: Port, depth: int) -> _Expansion: ...
 
-    def ref(self, term: Ref, depth: int) -> _Expansion:
-        raise NotImplementedError
+    @abstractmethod
+    def ref(self, term: Ref, depth: int) -> _Expansion: ...
 
-    def fun(self, term: Fun, depth: int) -> _Expansion:
-        raise NotImplementedError
+    @abstractmethod
+    def fun(self, term: Fun, depth: int) -> _Expansion: ...
 
-    def export(self, term: Export, depth: int) -> _Expansion:
-        raise NotImplementedError
+    @abstractmethod
+    def export(self, term: Export, depth: int) -> _Expansion: ...
 
 
 def _shorthand_keys(keys: Iterable[Any]) -> list[str] | None:
