@@ -8,7 +8,6 @@ import pytest
 
 from arsenal.beam import AGENT_MODULE, AgentLoader, Node, NodePool, ReadOnlyNode, UnknownNode
 from arsenal.dist import Atom, NodeDown
-from arsenal.ops.processes import top_processes
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -54,8 +53,8 @@ async def test_unload_removes_it_and_the_next_call_reloads(make_node, cookie) ->
         assert await node.unload_agent() == [AGENT_MODULE]
         assert await node.call("erlang", "module_loaded", [A(AGENT_MODULE)]) is False
         # An agent call finds the module gone, loads it again and succeeds.
-        top = await top_processes(node, "memory", 3)
-        assert len(top.rows) == 3
+        top = await node.agent_call("list_processes", [{A("limit"): 3}])
+        assert len(top[A("rows")]) == 3
         assert await node.call("erlang", "module_loaded", [A(AGENT_MODULE)]) is True
 
 
@@ -68,17 +67,19 @@ async def test_loads_on_a_node_without_the_compiler(make_node, cookie) -> None:
     )
     async with Node(target.name, cookie=cookie, reconnect=False) as node:
         assert await node.call("code", "which", [A("compile")]) == A("non_existing")
-        top = await top_processes(node, "reductions", 5)
-        assert len(top.rows) == 5
+        top = await node.agent_call("list_processes", [{A("sort"): b"reductions", A("limit"): 5}])
+        assert len(top[A("rows")]) == 5
 
 
 async def test_a_bad_sort_key_creates_no_atom(erl, cookie) -> None:
     async with Node(erl.name, cookie=cookie, reconnect=False) as node:
-        await node.agent_call("top_processes", [b"memory", 1, {}])
+        await node.agent_call("list_processes", [{A("limit"): 1}])
         before = await _settled_atom_count(node)
         for i in range(20):
-            result = await node.agent_call("top_processes", [f"no_such_key_{i}".encode(), 1, {}])
+            result = await node.agent_call("list_processes", [{A("sort"): f"no_such_key_{i}".encode()}])
             assert result[0] == A("error")
+            await node.agent_call("target", [f"no_such_name_{i}".encode()])
+            await node.agent_call("list_processes", [{A("module"): f"no_such_module_{i}".encode()}])
         after = await node.call("erlang", "system_info", [A("atom_count")])
         assert after == before
 
@@ -112,8 +113,8 @@ async def test_reconnects_after_the_node_restarts(make_node, cookie) -> None:
                 break
             await asyncio.sleep(0.1)
         assert node.connected and node.reconnects == 1
-        top = await top_processes(node, "memory", 2)
-        assert len(top.rows) == 2
+        top = await node.agent_call("list_processes", [{A("limit"): 2}])
+        assert len(top[A("rows")]) == 2
     finally:
         await node.close()
 
@@ -122,7 +123,7 @@ async def test_read_only_refuses_writes(erl, cookie) -> None:
     async with Node(erl.name, cookie=cookie, read_only=True, reconnect=False) as node:
         with pytest.raises(ReadOnlyNode, match="read-only"):
             node.ensure_writable("killing a process")
-        assert len((await top_processes(node, "memory", 1)).rows) == 1
+        assert len((await node.agent_call("list_processes", [{A("limit"): 1}]))[A("rows")]) == 1
 
 
 async def test_a_pool_holds_many_nodes(erl, make_node, cookie) -> None:

@@ -3,7 +3,7 @@
     import arsenal
 
     async with arsenal.attach("app@host") as node:
-        top = await arsenal.ops.processes.top_processes(node, "memory", 10)
+        page = await node.list_processes(sort_by="memory", limit=10)
 
 Layers (see ARCHITECTURE.md): ``arsenal.dist`` speaks the Erlang distribution
 protocol, ``arsenal.beam`` holds attached nodes and the agent, ``arsenal.ops``
@@ -12,18 +12,23 @@ holds the operations, ``arsenal.cli`` presents them.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from .beam import Node, NodePool
+from .client import Arsenal, NodeClient
 
 __version__ = "0.1.0"
 
-__all__ = ["Node", "NodePool", "attach", "__version__"]
+__all__ = ["Arsenal", "Node", "NodeClient", "NodePool", "attach", "__version__"]
 
 
-def attach(name: str, **options: Any) -> Node:
-    """A node to use with ``async with``: connects and loads the agent on entry.
+@asynccontextmanager
+async def attach(name: str, *, cookie: str | None = None, **options: Any) -> AsyncIterator[NodeClient]:
+    """Attach to one node for the length of an ``async with``; its operations are its methods.
 
-    Options: ``cookie``, ``read_only``, ``agent``, ``ssl``, ``timeout``, ``reconnect``.
+    Options: ``read_only``, ``agent``, ``ssl``, ``timeout``, ``reconnect`` (see :class:`arsenal.beam.Node`).
     """
-    return Node(name, **options)
+    async with Arsenal(cookie=cookie) as service:
+        yield await service.attach(name, **options)

@@ -10,7 +10,7 @@
 %% matched against a closed list.
 -module(arsenal_agent).
 
--export([version/0, info/0, top_processes/3]).
+-export([version/0, info/0, target/1, lookup_name/1, list_processes/1, process_info/2]).
 
 -define(VERSION, <<"0.1.0">>).
 -define(MAX_LIMIT, 1000).
@@ -36,77 +36,182 @@ language() ->
         false -> erlang
     end.
 
-%% @doc The top Limit processes by Key, largest first, computed in the VM.
-%%
-%% Key is <<"memory">>, <<"reductions">> or <<"message_queue_len">>.
-%% Cost: one process_info/2 per process (like recon:proc_count/2), a
-%% bounded top-N set of at most Limit entries, then details for the N winners
-%% only. No full process list leaves the node, and the process doing the scan
-%% (Arsenal's own) is not counted. Reductions are cumulative since each process
-%% started.
--spec top_processes(binary(), pos_integer(), map()) -> map() | {error, term()}.
-top_processes(KeyBin, Limit0, _Opts) when is_integer(Limit0), Limit0 > 0 ->
-    case sort_key(KeyBin) of
-        {ok, Key} ->
-            Limit = min(Limit0, ?MAX_LIMIT),
-            %% The process running this call is Arsenal's, not the node's: leave it out.
-            Top = scan(Key, Limit, erlang:processes() -- [self()]),
-            Rows = [Row || {Value, Pid} <- lists:reverse(gb_sets:to_list(Top)),
-                           Row <- [describe(Pid, Key, Value)], Row =/= gone],
-            #{sort => Key,
-              limit => Limit,
-              process_count => erlang:system_info(process_count),
-              rows => Rows};
-        error ->
-            {error, {bad_sort_key, KeyBin}}
+%% @doc The process a request names: <<"<0.1.2>">> or a registered name.
+%% Pids are parsed here, by the node itself: a pid out of the node's ranges is
+%% an error for this call only (built in Python and sent, it would make the
+%% node drop the whole connection).
+-spec target(binary()) -> {ok, pid()} | {error, not_found | bad_pid}.
+target(<<"<", _/binary>> = Text) ->
+    try {ok, list_to_pid(binary_to_list(Text))}
+    catch error:badarg -> {error, bad_pid}
     end;
-top_processes(_KeyBin, Limit, _Opts) ->
-    {error, {bad_limit, Limit}}.
+target(Name) when is_binary(Name) ->
+    case lookup_name(Name) of
+        Pid when is_pid(Pid) -> {ok, Pid};
+        _ -> {error, not_found}
+    end.
+
+%% @doc Find a registered process by name, given as a binary. Elixir aliases
+%% (<<"MyApp.Worker">>) are tried with their "Elixir." prefix too. Creates no atom.
+-spec lookup_name(binary()) -> pid() | port() | undefined.
+lookup_name(Name) when is_binary(Name) ->
+    case registered(Name) of
+        undefined -> registered(<<"Elixir.", Name/binary>>);
+        Found -> Found
+    end.
+
+registered(Name) ->
+    case existing_atom(Name) of
+        {ok, Atom} -> erlang:whereis(Atom);
+        error -> undefined
+    end.
+
+existing_atom(Bin) ->
+    try {ok, binary_to_existing_atom(Bin, utf8)}
+    catch error:badarg -> error
+    end.
+
+%% @doc Processes matching Opts, the top Limit by the sort key, largest first.
+%%
+%% Opts (all optional): sort (<<"memory">> | <<"reductions">> |
+%% <<"message_queue_len">>), limit (1..1000), name (substring of the registered
+%% name), module (running or started in this module), min_memory, min_queue,
+%% min_reductions, status (<<"running">>, <<"waiting">>...), 'after' ({Value, Pid}:
+%% the cursor, rows strictly after it in the order).
+%%
+%% Cost: one process_info/2 per process, fetching only what the filters need,
+%% and a bounded top-N set (like recon:proc_count/2); details for the N winners
+%% only. The process doing the scan (Arsenal's) is left out.
+-spec list_processes(map()) -> map() | {error, term()}.
+list_processes(Opts) when is_map(Opts) ->
+    case sort_key(maps:get(sort, Opts, <<"memory">>)) of
+        {ok, Key} ->
+            Limit = max(1, min(maps:get(limit, Opts, 20), ?MAX_LIMIT)),
+            case {filter(Opts), cursor(maps:get('after', Opts, undefined))} of
+                {_, error} ->
+                    {error, {bad_cursor, maps:get('after', Opts)}};
+                {{ok, Needs, Keep}, {ok, After}} ->
+                    Items = lists:usort([Key | Needs]),
+                    Top = scan(Key, Items, Keep, After, Limit, erlang:processes() -- [self()]),
+                    Rows = [Row || {_Value, Pid} <- lists:reverse(gb_sets:to_list(Top)),
+                                   Row <- [describe(Pid)], Row =/= gone],
+                    #{sort => Key, limit => Limit,
+                      process_count => erlang:system_info(process_count),
+                      rows => Rows};
+                {none, _} ->
+                    #{sort => Key, limit => Limit,
+                      process_count => erlang:system_info(process_count), rows => []}
+            end;
+        error ->
+            {error, {bad_sort_key, maps:get(sort, Opts)}}
+    end.
+
+cursor({Value, PidText}) when is_integer(Value), is_binary(PidText) ->
+    case target(PidText) of
+        {ok, Pid} -> {ok, {Value, Pid}};
+        {error, _} -> error
+    end;
+cursor(undefined) ->
+    {ok, undefined};
+cursor(_) ->
+    error.
 
 sort_key(<<"memory">>) -> {ok, memory};
 sort_key(<<"reductions">>) -> {ok, reductions};
 sort_key(<<"message_queue_len">>) -> {ok, message_queue_len};
 sort_key(_) -> error.
 
-%% Keep a set of at most Limit {Value, Pid}; a process only enters if it beats
-%% the smallest member, so the common case is one comparison.
-scan(Key, Limit, Pids) ->
-    scan(Key, Limit, Pids, gb_sets:empty(), 0, undefined).
-
-scan(_Key, _Limit, [], Set, _Size, _Min) ->
-    Set;
-scan(Key, Limit, [Pid | Rest], Set, Size, Min) ->
-    case erlang:process_info(Pid, Key) of
-        {Key, Value} when Size < Limit ->
-            Set1 = gb_sets:add({Value, Pid}, Set),
-            scan(Key, Limit, Rest, Set1, Size + 1, smallest(Set1));
-        {Key, Value} when {Value, Pid} > Min ->
-            {_, Set1} = gb_sets:take_smallest(Set),
-            Set2 = gb_sets:add({Value, Pid}, Set1),
-            scan(Key, Limit, Rest, Set2, Size, smallest(Set2));
-        _ ->
-            scan(Key, Limit, Rest, Set, Size, Min)
+%% What the filters need from process_info, and a fun deciding on those items.
+%% 'none' when a filter can match no process at all (a module that is no atom).
+filter(Opts) ->
+    Tests = [filter_one(F, maps:get(F, Opts)) || F <- [name, module, min_memory, min_queue,
+                                                       min_reductions, status],
+                                                 maps:is_key(F, Opts),
+                                                 maps:get(F, Opts) =/= undefined],
+    case lists:member(none, Tests) of
+        true -> none;
+        false ->
+            Needs = lists:append([N || {N, _} <- Tests]),
+            Checks = [C || {_, C} <- Tests],
+            {ok, Needs, fun(Info) -> lists:all(fun(C) -> C(Info) end, Checks) end}
     end.
 
-smallest(Set) -> gb_sets:smallest(Set).
+filter_one(name, Pattern) when is_binary(Pattern) ->
+    {[registered_name], fun(I) ->
+        case proplists:get_value(registered_name, I) of
+            [] -> false;
+            Name -> binary:match(atom_to_binary(Name, utf8), Pattern) =/= nomatch
+        end
+    end};
+filter_one(module, ModBin) when is_binary(ModBin) ->
+    case existing_atom(ModBin) of
+        error -> none;
+        {ok, Mod} -> {[current_function, initial_call, dictionary], fun(I) -> runs_module(Mod, I) end}
+    end;
+filter_one(min_memory, N) when is_integer(N) ->
+    {[memory], fun(I) -> proplists:get_value(memory, I) >= N end};
+filter_one(min_queue, N) when is_integer(N) ->
+    {[message_queue_len], fun(I) -> proplists:get_value(message_queue_len, I) >= N end};
+filter_one(min_reductions, N) when is_integer(N) ->
+    {[reductions], fun(I) -> proplists:get_value(reductions, I) >= N end};
+filter_one(status, StatusBin) when is_binary(StatusBin) ->
+    {[status], fun(I) -> atom_to_binary(proplists:get_value(status, I), utf8) =:= StatusBin end}.
+
+runs_module(Mod, Info) ->
+    element(1, default_mfa(proplists:get_value(current_function, Info))) =:= Mod
+        orelse element(1, default_mfa(proplists:get_value(initial_call, Info))) =:= Mod
+        orelse element(1, default_mfa(proplists:get_value('$initial_call',
+                                                          proplists:get_value(dictionary, Info, []),
+                                                          undefined))) =:= Mod.
+
+default_mfa({M, F, A}) -> {M, F, A};
+default_mfa(_) -> {undefined, undefined, 0}.
+
+%% Keep a set of at most Limit {Value, Pid}; a process only enters if it beats
+%% the smallest member (and comes after the cursor), so most cost one comparison.
+scan(Key, Items, Keep, After, Limit, Pids) ->
+    scan(Key, Items, Keep, After, Limit, Pids, gb_sets:empty(), 0, undefined).
+
+scan(_Key, _Items, _Keep, _After, _Limit, [], Set, _Size, _Min) ->
+    Set;
+scan(Key, Items, Keep, After, Limit, [Pid | Rest], Set, Size, Min) ->
+    case erlang:process_info(Pid, Items) of
+        undefined ->
+            scan(Key, Items, Keep, After, Limit, Rest, Set, Size, Min);
+        Info ->
+            Entry = {proplists:get_value(Key, Info), Pid},
+            Wanted = (After =:= undefined orelse Entry < After)
+                andalso (Size < Limit orelse Entry > Min)
+                andalso Keep(Info),
+            case Wanted of
+                false ->
+                    scan(Key, Items, Keep, After, Limit, Rest, Set, Size, Min);
+                true when Size < Limit ->
+                    Set1 = gb_sets:add(Entry, Set),
+                    scan(Key, Items, Keep, After, Limit, Rest, Set1, Size + 1, gb_sets:smallest(Set1));
+                true ->
+                    {_, Set1} = gb_sets:take_smallest(Set),
+                    Set2 = gb_sets:add(Entry, Set1),
+                    scan(Key, Items, Keep, After, Limit, Rest, Set2, Size, gb_sets:smallest(Set2))
+            end
+    end.
 
 -define(ROW_ITEMS, [registered_name, current_function, initial_call, memory,
                     reductions, message_queue_len, status]).
 
-describe(Pid, _Key, _Value) ->
+describe(Pid) ->
     case erlang:process_info(Pid, ?ROW_ITEMS) of
         undefined ->
             gone;
         Items ->
             Map = maps:from_list(Items),
-            Name = case maps:get(registered_name, Map) of
-                       [] -> undefined;
-                       N -> N
-                   end,
             Map#{pid => Pid,
-                 registered_name => Name,
+                 registered_name => registered_name(maps:get(registered_name, Map)),
                  initial_call => initial_call(Pid, maps:get(initial_call, Map))}
     end.
+
+registered_name([]) -> undefined;
+registered_name(Name) -> Name.
 
 %% proc_lib processes (gen_server, supervisor, Elixir GenServer...) all start in
 %% proc_lib:init_p/5; the call that means something is in their dictionary.
@@ -114,3 +219,47 @@ initial_call(Pid, {proc_lib, init_p, 5}) ->
     proc_lib:translate_initial_call(Pid);
 initial_call(_Pid, Call) ->
     Call.
+
+-define(INFO_FIELDS, [registered_name, current_function, initial_call, status,
+                      message_queue_len, links, monitors, monitored_by, dictionary,
+                      current_stacktrace, memory, heap_size, total_heap_size,
+                      stack_size, reductions, trap_exit, group_leader, priority,
+                      garbage_collection, error_handler, suspending]).
+-define(MAX_LIST, 1000).
+
+%% @doc process_info for the fields named (binaries from a closed list; [] for
+%% all). Lists (links, monitors, dictionary...) are cut at 1000 entries and the
+%% full length reported. Cost: one process_info/2; the dictionary and the
+%% stacktrace are copied, so ask for them only when needed.
+-spec process_info(binary(), [binary()]) -> map() | undefined | {error, term()}.
+process_info(Target, FieldBins) when is_binary(Target), is_list(FieldBins) ->
+    case {target(Target), fields(FieldBins)} of
+        {{ok, Pid}, {ok, Fields}} ->
+            case erlang:process_info(Pid, Fields) of
+                undefined -> undefined;
+                Items -> maps:from_list([bound(Pid, F, V) || {F, V} <- Items] ++ [{pid, Pid}])
+            end;
+        {{error, _} = Error, _} ->
+            Error;
+        {_, {error, _} = Error} ->
+            Error
+    end.
+
+fields([]) -> {ok, ?INFO_FIELDS};
+fields(Bins) ->
+    Known = [{atom_to_binary(F, utf8), F} || F <- ?INFO_FIELDS],
+    case [B || B <- Bins, not lists:keymember(B, 1, Known)] of
+        [] -> {ok, [element(2, lists:keyfind(B, 1, Known)) || B <- Bins]};
+        Unknown -> {error, {unknown_fields, Unknown}}
+    end.
+
+bound(_Pid, registered_name, []) -> {registered_name, undefined};
+bound(Pid, initial_call, Call) -> {initial_call, initial_call(Pid, Call)};
+bound(_Pid, Field, List) when is_list(List), Field =/= garbage_collection ->
+    case length(List) > ?MAX_LIST of
+        true -> {Field, #{truncated => true, count => length(List),
+                          items => lists:sublist(List, ?MAX_LIST)}};
+        false -> {Field, List}
+    end;
+bound(_Pid, Field, Value) ->
+    {Field, Value}.

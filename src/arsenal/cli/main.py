@@ -12,16 +12,20 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from ..beam import Node
+from ..client import Arsenal
 from ..demo import DemoError, DemoNode
 from ..dist import DistError
-from ..ops.processes import MAX_LIMIT, SortKey, TopProcesses, top_processes
+from ..ops.base import Result
+from ..ops.errors import ErrorCode, OperationError, as_operation_error
+from ..ops.processes import MAX_LIMIT, ProcessList, SortKey
+from ..ops.registry import registry
 
 app = typer.Typer(
     name="arsenal",
@@ -60,14 +64,39 @@ _SORT_ALIASES = {
 }
 
 
+# Exit codes by error code: 2 bad input, 3 not found, 4 node down or too slow, 5 refused, 1 anything else.
+EXIT_CODES = {
+    ErrorCode.validation_error: 2,
+    ErrorCode.not_found: 3,
+    ErrorCode.node_down: 4,
+    ErrorCode.timeout: 4,
+    ErrorCode.forbidden: 5,
+    ErrorCode.read_only: 5,
+    ErrorCode.protected_process: 5,
+}
+
+
 def _run(job: Callable[[], Awaitable[T]]) -> T:
     try:
         return asyncio.run(job())  # type: ignore[arg-type]
-    except (DistError, DemoError, ValueError) as exc:
+    except (OperationError, DistError, ValueError) as exc:
+        error = as_operation_error(exc) if not isinstance(exc, ValueError) else None
+        errors.print(f"[red]error:[/red] {error.message if error else exc}", highlight=False)
+        raise typer.Exit(EXIT_CODES.get(error.code, 1) if error else 2) from None
+    except DemoError as exc:
         errors.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+
+
+async def _on_node(
+    node: str, cookie: str | None, timeout: float, operation: str, params: dict[str, Any]
+) -> Result:
+    """Attach to ``node``, run one operation through the registry, detach."""
+    async with Arsenal(cookie=cookie) as service:
+        await service.attach(node, timeout=timeout, reconnect=False)
+        return await service.run(operation, params, node=node)
 
 
 def _node_name(node: str | None) -> str:
@@ -109,20 +138,102 @@ def ps(
         )
         raise typer.Exit(2)
     name = _node_name(node)
-
-    async def job() -> TopProcesses:
-        async with Node(name, cookie=cookie, timeout=timeout, reconnect=False) as attached:
-            return await top_processes(attached, key, limit)
-
-    result = _run(job)
+    result = _run(lambda: _on_node(name, cookie, timeout, "list_processes", {"sort_by": key, "limit": limit}))
+    assert isinstance(result, ProcessList)
     if as_json:
-        print(json.dumps(result.to_json(), indent=2))
+        print(result.model_dump_json(indent=2))
     else:
         console.print(_table(result))
 
 
-def _table(result: TopProcesses) -> Table:
-    shown = f"top {len(result.rows)} of {result.process_count} processes"
+@app.command()
+def info(
+    pid: Annotated[str, typer.Argument(help="<0.123.0>, 0.123.0 or a registered name.")],
+    node: NodeOption = None,
+    cookie: CookieOption = None,
+    field: Annotated[
+        list[str] | None, typer.Option("--field", "-f", help="A field to show (repeatable).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the node.")] = 10.0,
+) -> None:
+    """What process_info knows of one process."""
+    name = _node_name(node)
+    result = _run(
+        lambda: _on_node(name, cookie, timeout, "get_process_info", {"pid": pid, "fields": field or []})
+    )
+    _show(result, as_json)
+
+
+@app.command("ops")
+def list_operations(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (with parameter schemas).")] = False,
+) -> None:
+    """Every operation Arsenal offers, with its severity and cost."""
+    registry.discover()
+    operations = registry.all()
+    if as_json:
+        print(json.dumps([op.describe() for op in operations], indent=2))
+        return
+    table = Table(title="Operations (arsenal run NAME k=v …)", title_justify="left")
+    for column in ("name", "category", "severity", "summary"):
+        table.add_column(column, overflow="fold")
+    for op in operations:
+        table.add_row(op.name, op.category, op.severity.value, op.summary)
+    console.print(table)
+
+
+@app.command("run")
+def run_operation(
+    operation: Annotated[str, typer.Argument(help="The operation's name (arsenal ops lists them).")],
+    params: Annotated[
+        list[str] | None, typer.Argument(help="Parameters as key=value (values may be JSON).")
+    ] = None,
+    node: NodeOption = None,
+    cookie: CookieOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the node.")] = 10.0,
+) -> None:
+    """Run any operation: arsenal run list_processes sort_by=reductions limit=5."""
+    registry.discover()
+    try:
+        parsed = _parse_params(registry.get(operation), params or [])
+    except OperationError as exc:
+        errors.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        raise typer.Exit(EXIT_CODES.get(exc.code, 1)) from None
+    name = _node_name(node)
+    result = _run(lambda: _on_node(name, cookie, timeout, operation, parsed))
+    _show(result, as_json)
+
+
+def _parse_params(operation: Any, pairs: list[str]) -> dict[str, Any]:
+    """``k=v`` pairs; a value that parses as JSON is taken as such, a list field also takes a,b,c."""
+    parsed: dict[str, Any] = {}
+    fields = operation.params.model_fields
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise OperationError(ErrorCode.validation_error, f"{pair!r} is not key=value")
+        try:
+            value: Any = json.loads(text)
+        except ValueError:
+            value = text
+        field = fields.get(key)
+        if field is not None and "list" in str(field.annotation) and isinstance(value, str):
+            value = [part for part in value.split(",") if part]
+        parsed[key] = value
+    return parsed
+
+
+def _show(result: BaseModel, as_json: bool) -> None:
+    if as_json:
+        print(result.model_dump_json(indent=2))
+    else:
+        console.print(result.model_dump(mode="json"))
+
+
+def _table(result: ProcessList) -> Table:
+    shown = f"top {len(result.processes)} of {result.process_count} processes"
     table = Table(title=f"{result.node} — {shown} by {result.sort.value}", title_justify="left")
     # Pids and figures never wrap; names and functions fold to fit narrow terminals.
     for column, justify, wrap in (
@@ -135,16 +246,15 @@ def _table(result: TopProcesses) -> Table:
         ("initial call", "left", True),
     ):
         table.add_column(column, justify=justify, overflow="fold", no_wrap=not wrap)  # type: ignore[arg-type]
-    for row in result.rows:
-        data = row.to_json(result.language)
+    for row in result.processes:
         table.add_row(
-            data["pid"],
-            data["registered_name"] or "",
+            row.pid,
+            row.registered_name or "",
             _bytes(row.memory),
             f"{row.reductions:,}",
             f"{row.message_queue_len:,}",
-            data["current_function"] or "",
-            data["initial_call"] or "",
+            row.current_function or "",
+            row.initial_call or "",
         )
     return table
 
@@ -171,12 +281,13 @@ def demo(
     console.print("building and starting the demo node …")
     name = _run_sync(demo_node.start)
 
-    async def job() -> tuple[Node, TopProcesses]:
-        async with Node(name, timeout=10.0, reconnect=False) as attached:
-            return attached, await top_processes(attached, SortKey.memory, 10)
+    async def job() -> tuple[Any, Result]:
+        async with Arsenal() as service:
+            attached = await service.attach(name, timeout=10.0, reconnect=False)
+            return attached.node.info, await service.run("list_processes", {"limit": 10}, node=name)
 
-    attached, top = _run(job)
-    info = attached.info
+    info, top = _run(job)
+    assert isinstance(top, ProcessList)
     console.print(_table(top))
     console.print(
         f"\n[bold]The demo node is up:[/bold] {name} ({info.language}, OTP {info.otp_release}, "

@@ -1,25 +1,32 @@
-"""Process operations.
+"""Process operations: find processes and look inside them.
 
-``top_processes`` is the first vertical slice: the top N processes of a node by
-memory, reductions or message-queue length, ranked inside the VM by the agent so
-that no full process list crosses the wire.
-
-Cost on a busy node: one ``process_info/2`` per process (as ``recon:proc_count``),
-which takes about 0.3 s at 100 000 processes; nothing is suspended or copied
-beyond the N rows. Risk: read-only.
+Everything that scans processes runs inside the VM (the agent): only the rows
+asked for cross the wire.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
 from enum import StrEnum
 from typing import Any
 
-from ..beam import Node
-from ..dist import Atom, Pid, Term
-from ..terms.render import render
+from pydantic import Field, field_validator
 
-__all__ = ["ProcessRow", "SortKey", "TopProcesses", "top_processes", "MAX_LIMIT"]
+from ..dist import Atom
+from .base import Context, Operation, Params, Result
+from .errors import ErrorCode, OperationError
+from .plain import mfa_text, name_text, pid_text, plain
+from .registry import register
+from .targets import check_target, process_ref
+
+__all__ = [
+    "GetProcessInfo",
+    "ListProcesses",
+    "MAX_LIMIT",
+    "ProcessList",
+    "ProcessRow",
+    "SortKey",
+]
 
 MAX_LIMIT = 1000
 
@@ -30,87 +37,198 @@ class SortKey(StrEnum):
     message_queue_len = "message_queue_len"
 
 
-@dataclass(frozen=True, slots=True)
-class ProcessRow:
-    pid: Pid
+class ProcessStatus(StrEnum):
+    running = "running"
+    runnable = "runnable"
+    waiting = "waiting"
+    garbage_collecting = "garbage_collecting"
+    suspended = "suspended"
+    exiting = "exiting"
+
+
+class ProcessRow(Result):
+    pid: str = Field(description="The pid on its node, <0.N.S>.")
     registered_name: str | None
     current_function: str | None
     initial_call: str | None
-    memory: int
+    memory: int = Field(description="Bytes.")
     reductions: int
     message_queue_len: int
     status: str
 
-    def to_json(self, language: str) -> dict[str, Any]:
-        return {
-            "pid": render(self.pid, language, local_node=self.pid.node),
-            "registered_name": self.registered_name,
-            "current_function": self.current_function,
-            "initial_call": self.initial_call,
-            "memory": self.memory,
-            "reductions": self.reductions,
-            "message_queue_len": self.message_queue_len,
-            "status": self.status,
-        }
 
-
-@dataclass(frozen=True, slots=True)
-class TopProcesses:
+class ProcessList(Result):
     node: str
-    language: str
     sort: SortKey
-    process_count: int
-    rows: list[ProcessRow]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "node": self.node,
-            "sort": self.sort.value,
-            "process_count": self.process_count,
-            "processes": [row.to_json(self.language) for row in self.rows],
-        }
+    process_count: int = Field(description="All processes on the node, not only those listed.")
+    processes: list[ProcessRow]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
 
 
-async def top_processes(
-    node: Node, sort: SortKey | str = SortKey.memory, limit: int = 10, timeout: float | None = None
-) -> TopProcesses:
-    """The ``limit`` largest processes of ``node`` by ``sort`` (1 ≤ limit ≤ 1000)."""
-    key = SortKey(sort)
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
-    # The key travels as a binary: the agent maps it onto a closed set of atoms.
-    raw = await node.agent_call("top_processes", [key.value.encode(), limit, {}], timeout)
-    if isinstance(raw, tuple) and raw and raw[0] == Atom("error"):
-        raise ValueError(f"the agent refused the request: {raw[1]!r}")
-    language = node.language
-    rows = [_row(item, language) for item in raw[Atom("rows")]]
-    return TopProcesses(node.name, language, key, raw[Atom("process_count")], rows)
+_CURSOR = re.compile(r"^(\d+):<0\.(\d+)\.(\d+)>$")
 
 
-def _mfa(value: Term, language: str) -> str | None:
-    if isinstance(value, tuple) and len(value) == 3:
-        module, function, arity = value
-        if language == "elixir":
-            mod = render(module, "elixir")
-            return f"{mod}.{function}/{arity}"
-        return f"{render(module)}:{render(function)}/{arity}"
-    return None
+class ListProcessesParams(Params):
+    sort_by: SortKey = Field(SortKey.memory, description="What to rank by, largest first.")
+    limit: int = Field(20, ge=1, le=MAX_LIMIT, description="Rows per page.")
+    name: str | None = Field(None, max_length=255, description="Part of the registered name.")
+    module: str | None = Field(
+        None,
+        max_length=255,
+        description="Only processes running, or started in, this module (copies each "
+        "process dictionary: costlier).",
+    )
+    min_memory: int | None = Field(None, ge=0, description="Bytes.")
+    min_queue: int | None = Field(None, ge=0)
+    min_reductions: int | None = Field(None, ge=0)
+    status: ProcessStatus | None = None
+    cursor: str | None = Field(None, description="`next_cursor` of the previous page.")
+
+    @field_validator("cursor")
+    @classmethod
+    def _cursor_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _CURSOR.match(value):
+            raise ValueError("not a cursor returned by list_processes")
+        return value
 
 
-def _name(value: Term, language: str) -> str | None:
-    if value == Atom("undefined") or value is None:
-        return None
-    return render(value, language)
+@register
+class ListProcesses(Operation[ListProcessesParams, ProcessList]):
+    name = "list_processes"
+    category = "processes"
+    summary = "The processes of a node, filtered and ranked inside the VM, a page at a time."
+    cost = (
+        "One process_info/2 per process, fetching only what the filters need, and a bounded top-N set "
+        "(like recon:proc_count/2): about 0.3 s at 100 000 processes, 5 s at 1 000 000. Each page is a "
+        "new scan."
+    )
+    risk = "None beyond the scan's CPU time: nothing is suspended, traced or collected."
+    params = ListProcessesParams
+    result = ProcessList
+    path = "/api/v1/processes"
+    cli_name = "ps"
+    timeout = 60.0
+    example = {"sort_by": "memory", "limit": 10}
+
+    async def execute(self, ctx: Context, params: ListProcessesParams) -> ProcessList:
+        node = ctx.require_node()
+        options: dict[Any, Any] = {Atom("sort"): params.sort_by.value.encode(), Atom("limit"): params.limit}
+        for field, value in (
+            ("name", params.name),
+            ("module", params.module),
+            ("min_memory", params.min_memory),
+            ("min_queue", params.min_queue),
+            ("min_reductions", params.min_reductions),
+            ("status", params.status.value if params.status else None),
+        ):
+            if value is not None:
+                # Text goes as binaries: the agent looks names up, it never makes atoms of them.
+                options[Atom(field)] = value.encode() if isinstance(value, str) else value
+        if params.cursor:
+            value, number, serial = _CURSOR.match(params.cursor).groups()  # type: ignore[union-attr]
+            options[Atom("after")] = (int(value), f"<0.{number}.{serial}>".encode())
+        raw = await node.agent_call("list_processes", [options], self.timeout)
+        if isinstance(raw, tuple) and raw and raw[0] == Atom("error"):
+            raise OperationError(ErrorCode.validation_error, f"the agent refused the request: {raw[1]!r}")
+        rows = [_row(item, node.language) for item in raw[Atom("rows")]]
+        next_cursor = None
+        if len(rows) == params.limit:
+            last = raw[Atom("rows")][-1]
+            next_cursor = f"{last[Atom(params.sort_by.value)]}:{pid_text(last[Atom('pid')])}"
+        return ProcessList(
+            node=node.name,
+            sort=params.sort_by,
+            process_count=raw[Atom("process_count")],
+            processes=rows,
+            next_cursor=next_cursor,
+        )
 
 
 def _row(item: dict[Any, Any], language: str) -> ProcessRow:
     return ProcessRow(
-        pid=item[Atom("pid")],
-        registered_name=_name(item[Atom("registered_name")], language),
-        current_function=_mfa(item[Atom("current_function")], language),
-        initial_call=_mfa(item[Atom("initial_call")], language),
+        pid=pid_text(item[Atom("pid")]),
+        registered_name=name_text(item[Atom("registered_name")], language),
+        current_function=mfa_text(item[Atom("current_function")], language),
+        initial_call=mfa_text(item[Atom("initial_call")], language),
         memory=item[Atom("memory")],
         reductions=item[Atom("reductions")],
         message_queue_len=item[Atom("message_queue_len")],
         status=str(item[Atom("status")]),
     )
+
+
+class InfoField(StrEnum):
+    registered_name = "registered_name"
+    current_function = "current_function"
+    initial_call = "initial_call"
+    status = "status"
+    message_queue_len = "message_queue_len"
+    links = "links"
+    monitors = "monitors"
+    monitored_by = "monitored_by"
+    dictionary = "dictionary"
+    current_stacktrace = "current_stacktrace"
+    memory = "memory"
+    heap_size = "heap_size"
+    total_heap_size = "total_heap_size"
+    stack_size = "stack_size"
+    reductions = "reductions"
+    trap_exit = "trap_exit"
+    group_leader = "group_leader"
+    priority = "priority"
+    garbage_collection = "garbage_collection"
+    error_handler = "error_handler"
+    suspending = "suspending"
+
+
+class ProcessRefParams(Params):
+    pid: str = Field(description="<0.123.0>, 0.123.0, #PID<0.123.0> or a registered name.", max_length=300)
+
+
+class GetProcessInfoParams(ProcessRefParams):
+    fields: list[InfoField] = Field(default_factory=list, description="Which fields; all when empty.")
+
+
+class ProcessInfo(Result):
+    pid: str
+    info: dict[str, Any] = Field(
+        description="Each field asked for; lists over 1000 entries are cut and say so."
+    )
+
+
+@register
+class GetProcessInfo(Operation[GetProcessInfoParams, ProcessInfo]):
+    name = "get_process_info"
+    category = "processes"
+    summary = "What process_info/2 knows of one process: the fields asked for, or all of them."
+    cost = "One process_info/2; the dictionary and the stacktrace are copied, so ask only for what you need."
+    risk = "None: reads only."
+    params = GetProcessInfoParams
+    result = ProcessInfo
+    path = "/api/v1/processes/{pid}"
+    cli_name = "info"
+    example = {"pid": "<0.0.0>", "fields": ["memory", "message_queue_len", "current_function"]}
+
+    async def execute(self, ctx: Context, params: GetProcessInfoParams) -> ProcessInfo:
+        node = ctx.require_node()
+        fields = [f.value.encode() for f in params.fields]
+        raw = await node.agent_call("process_info", [process_ref(params.pid), fields])
+        check_target(raw, params.pid, node)
+        if raw == Atom("undefined"):
+            raise OperationError(ErrorCode.not_found, f"{params.pid} is not alive on {node.name}")
+        return ProcessInfo(pid=pid_text(raw[Atom("pid")]), info=_info(raw, node.language, node.name))
+
+
+def _info(raw: dict[Any, Any], language: str, node: str) -> dict[str, Any]:
+    info: dict[str, Any] = {}
+    for key, value in raw.items():
+        field = str(key)
+        if field == "pid":
+            continue
+        if field in ("current_function", "initial_call"):
+            info[field] = mfa_text(value, language)
+        elif field == "registered_name":
+            info[field] = name_text(value, language)
+        else:
+            info[field] = plain(value, language, local_node=node)
+    return info

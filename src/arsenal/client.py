@@ -1,0 +1,103 @@
+"""The Python API: an attached node with a typed method per operation.
+
+    async with arsenal.attach("app@host") as node:
+        page = await node.list_processes(sort_by="memory", limit=20)
+
+Every method goes through the registry's pipeline, exactly as REST and the CLI
+do. The methods are generated from the operations' parameter models, with real
+signatures and docstrings (``help(node.list_processes)``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from .beam import Node, NodePool
+from .ops.base import Operation, Principal, Result
+from .ops.registry import registry
+
+__all__ = ["Arsenal", "NodeClient"]
+
+
+class Arsenal:
+    """One Arsenal: the attached nodes and the operations, for programs that hold many nodes."""
+
+    def __init__(self, *, cookie: str | None = None, principal: Principal | None = None) -> None:
+        registry.discover()
+        self.pool = NodePool(cookie=cookie)
+        self.registry = registry
+        self.principal = principal or Principal()
+
+    async def attach(self, name: str, **options: Any) -> NodeClient:
+        """Attach to ``name`` (options as :class:`arsenal.beam.Node`)."""
+        return NodeClient(self, await self.pool.attach(name, **options))
+
+    async def detach(self, name: str) -> None:
+        await self.pool.detach(name)
+
+    async def run(
+        self, operation: str, params: dict[str, Any] | None = None, *, node: str | None = None
+    ) -> Result:
+        """Run any operation by name, through the whole pipeline."""
+        return await self.registry.run(operation, params, pool=self.pool, node=node, principal=self.principal)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def __aenter__(self) -> Arsenal:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class NodeClient:
+    """An attached node, with one coroutine method per operation."""
+
+    def __init__(self, arsenal: Arsenal, node: Node) -> None:
+        self.arsenal = arsenal
+        self.node = node
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    def __repr__(self) -> str:
+        return f"<NodeClient {self.node.name}>"
+
+    async def run(self, operation: str, **params: Any) -> Result:
+        return await self.arsenal.run(operation, params, node=self.node.name)
+
+
+def _method(operation: type[Operation[Any, Any]]) -> Callable[..., Coroutine[Any, Any, Result]]:
+    async def method(self: NodeClient, **params: Any) -> Result:
+        return await self.run(operation.name, **params)
+
+    fields = operation.params.model_fields
+    parameters = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)] + [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=inspect.Parameter.empty
+            if info.is_required()
+            else info.get_default(call_default_factory=True),
+            annotation=info.annotation,
+        )
+        for name, info in fields.items()
+    ]
+    method.__name__ = method.__qualname__ = operation.name
+    method.__signature__ = inspect.Signature(parameters, return_annotation=operation.result)  # type: ignore[attr-defined]
+    method.__doc__ = f"{operation.summary}\n\nCost: {operation.cost}\nRisk: {operation.risk}"
+    return method
+
+
+def _install_methods() -> None:
+    registry.discover()
+    for operation in registry.all():
+        if not hasattr(NodeClient, operation.name):
+            setattr(NodeClient, operation.name, _method(operation))
+
+
+_install_methods()
