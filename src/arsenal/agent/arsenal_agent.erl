@@ -10,7 +10,7 @@
 %% matched against a closed list.
 -module(arsenal_agent).
 
--export([version/0, info/0, target/1, lookup_name/1, list_processes/1, process_info/2]).
+-export([version/0, info/0, target/1, lookup_name/1, protected/1, list_processes/1, process_info/2]).
 
 -define(VERSION, <<"0.1.0">>).
 -define(MAX_LIMIT, 1000).
@@ -49,6 +49,49 @@ target(Name) when is_binary(Name) ->
     case lookup_name(Name) of
         Pid when is_pid(Pid) -> {ok, Pid};
         _ -> {error, not_found}
+    end.
+
+%% @doc Whether a process belongs to the VM itself, so killing, suspending or
+%% replacing its state is refused unless an admin forces it: the kernel
+%% application's processes (init, code_server, application_controller, the
+%% kernel supervisors, net_kernel, logger...), erl_prim_loader, and this agent's
+%% own calls. Cost: a few lookups.
+-spec protected(binary()) -> {ok, boolean(), term()} | {error, not_found | bad_pid}.
+protected(Target) when is_binary(Target) ->
+    case target(Target) of
+        {ok, Pid} -> {ok, is_protected(Pid), describe_owner(Pid)};
+        Error -> Error
+    end.
+
+-define(PROTECTED_NAMES, [init, erl_prim_loader, code_server, application_controller,
+                          kernel_sup, kernel_safe_sup, erts_code_purger, user, user_drv,
+                          standard_error, standard_error_sup, rex, net_kernel, net_sup,
+                          global_name_server, file_server_2, inet_db, logger, erl_epmd,
+                          erl_signal_server, socket_registry]).
+
+is_protected(Pid) when Pid =:= self() ->
+    true;
+is_protected(Pid) ->
+    Name = case erlang:process_info(Pid, registered_name) of
+               {registered_name, N} -> N;
+               _ -> undefined
+           end,
+    lists:member(Name, ?PROTECTED_NAMES)
+        orelse application:get_application(Pid) =:= {ok, kernel}
+        orelse agent_call(Pid).
+
+%% A process running one of Arsenal's agent calls.
+agent_call(Pid) ->
+    case erlang:process_info(Pid, current_function) of
+        {current_function, {Mod, _, _}} -> lists:prefix("arsenal_agent", atom_to_list(Mod));
+        _ -> false
+    end.
+
+describe_owner(Pid) ->
+    case {erlang:process_info(Pid, registered_name), application:get_application(Pid)} of
+        {{registered_name, Name}, _} when is_atom(Name) -> Name;
+        {_, {ok, App}} -> App;
+        _ -> undefined
     end.
 
 %% @doc Find a registered process by name, given as a binary. Elixir aliases

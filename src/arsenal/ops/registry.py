@@ -120,6 +120,7 @@ class Registry:
                 principal=principal or Principal(),
                 correlation_id=uuid.uuid4().hex,
             )
+            _refuse_writes_to_read_only(operation, ctx)
             await self._authorize(operation, ctx, validated)
             audited = await self._audit_before(operation, ctx, validated)
             async with asyncio.timeout(timeout or operation.timeout):
@@ -178,6 +179,16 @@ class Registry:
         node = ctx.node.name if ctx and ctx.node else None
         for sink in self.telemetry:
             sink(TelemetryEvent(operation.name, node, duration, error is None, code))
+
+
+def _refuse_writes_to_read_only(operation: type[Operation[Any, Any]], ctx: Context) -> None:
+    """Safety rule 6: nothing that changes a node reaches one attached read-only."""
+    if operation.severity.value != "read" and ctx.node is not None and ctx.node.read_only:
+        raise OperationError(
+            ErrorCode.read_only,
+            f"{ctx.node.name} is attached read-only; {operation.name} ({operation.severity.value}) is "
+            "refused. Attach it without read-only to allow changes",
+        )
 
 
 def _validate(operation: type[Operation[Any, Any]], params: dict[str, Any] | BaseModel | None) -> Params:
