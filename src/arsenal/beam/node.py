@@ -199,7 +199,7 @@ def _is_agent_undef(exc: RpcError) -> bool:
     if exc.reason != _UNDEF or not isinstance(exc.stacktrace, list) or not exc.stacktrace:
         return False
     top = exc.stacktrace[0]
-    return isinstance(top, tuple) and len(top) >= 1 and top[0] == Atom(AGENT_MODULE)
+    return isinstance(top, tuple) and len(top) >= 1 and str(top[0]).startswith(AGENT_MODULE)
 
 
 def _text(value: Any) -> str:

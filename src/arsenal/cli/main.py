@@ -308,5 +308,28 @@ def _run_sync(job: Callable[[], T]) -> T:
         raise typer.Exit(1) from None
 
 
+# What command modules (arsenal.cli.commands.*) use.
+run_job = _run
+on_node = _on_node
+show = _show
+node_name = _node_name
+
+
+def _load_command_modules() -> None:
+    import importlib
+    import pkgutil
+
+    from . import commands
+
+    for info in pkgutil.iter_modules(commands.__path__, f"{commands.__name__}."):
+        importlib.import_module(info.name)
+
+
 if __name__ == "__main__":
-    app()
+    # Run as a script, this file is `__main__`, not `arsenal.cli.main`: hand over to the real
+    # module, on whose `app` the command modules register.
+    from arsenal.cli.main import app as canonical_app
+
+    canonical_app()
+else:
+    _load_command_modules()

@@ -1,0 +1,5 @@
+"""``python -m arsenal`` runs the command line."""
+
+from arsenal.cli.main import app
+
+app()
