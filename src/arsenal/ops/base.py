@@ -108,8 +108,8 @@ class Operation(ABC, Generic[P, R]):
             raise TypeError(f"operation name {cls.name!r} must be snake_case")
         if cls.method not in ("GET", "POST", "PUT", "DELETE"):
             raise TypeError(f"operation {cls.name}: unknown HTTP method {cls.method}")
-        if "execute" not in cls.__dict__:
-            raise TypeError(f"operation {cls.name} does not implement execute")
+        if cls.severity is not Severity.read and "risk" not in cls.__dict__:
+            raise TypeError(f"operation {cls.name} changes the node: it must say what it risks")
         cls.params.model_validate(cls.example)
 
     @classmethod
