@@ -38,10 +38,17 @@ class Arsenal:
         await self.pool.detach(name)
 
     async def run(
-        self, operation: str, params: dict[str, Any] | None = None, *, node: str | None = None
+        self,
+        operation: str,
+        params: dict[str, Any] | None = None,
+        *,
+        node: str | None = None,
+        timeout: float | None = None,
     ) -> Result:
-        """Run any operation by name, through the whole pipeline."""
-        return await self.registry.run(operation, params, pool=self.pool, node=node, principal=self.principal)
+        """Run any operation by name, through the whole pipeline (``timeout`` overrides the operation's)."""
+        return await self.registry.run(
+            operation, params, pool=self.pool, node=node, principal=self.principal, timeout=timeout
+        )
 
     async def close(self) -> None:
         await self.pool.close()

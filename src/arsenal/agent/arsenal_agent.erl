@@ -179,6 +179,8 @@ filter(Opts) ->
             {ok, Needs, fun(Info) -> lists:all(fun(C) -> C(Info) end, Checks) end}
     end.
 
+filter_one(name, <<>>) ->
+    {[], fun(_) -> true end};
 filter_one(name, Pattern) when is_binary(Pattern) ->
     {[registered_name], fun(I) ->
         case proplists:get_value(registered_name, I) of

@@ -71,9 +71,10 @@ _CURSOR = re.compile(r"^(\d+):<0\.(\d+)\.(\d+)>$")
 class ListProcessesParams(Params):
     sort_by: SortKey = Field(SortKey.memory, description="What to rank by, largest first.")
     limit: int = Field(20, ge=1, le=MAX_LIMIT, description="Rows per page.")
-    name: str | None = Field(None, max_length=255, description="Part of the registered name.")
+    name: str | None = Field(None, min_length=1, max_length=255, description="Part of the registered name.")
     module: str | None = Field(
         None,
+        min_length=1,
         max_length=255,
         description="Only processes running, or started in, this module (copies each "
         "process dictionary: costlier).",
