@@ -22,7 +22,8 @@ async def test_attach_loads_the_agent_once(make_node, cookie) -> None:
     target = make_node("agent")
     loader = AgentLoader()
     async with Node(target.name, cookie=cookie, reconnect=False) as node:
-        assert await _loaded_md5(node) == loader.modules[0].md5
+        agent = next(module for module in loader.modules if module.name == AGENT_MODULE)
+        assert await _loaded_md5(node) == agent.md5
         assert node.info.otp_release == "25" or node.info.otp_release.isdigit()
         assert node.info.language == "erlang"
         # Same md5 on the node: nothing is loaded again.
@@ -43,14 +44,14 @@ async def test_a_different_agent_version_is_replaced(make_node, cookie) -> None:
         await node.call("code", "load_binary", [A(AGENT_MODULE), [ord(c) for c in "old.beam"], compiled[2]])
         assert await node.call(AGENT_MODULE, "version") == b""
         loaded = await AgentLoader().ensure_loaded(node.connection)
-        assert loaded == [AGENT_MODULE]
+        assert AGENT_MODULE in loaded
         assert await node.call(AGENT_MODULE, "version") == b"0.1.0"
 
 
 async def test_unload_removes_it_and_the_next_call_reloads(make_node, cookie) -> None:
     target = make_node("agentu")
     async with Node(target.name, cookie=cookie, reconnect=False) as node:
-        assert await node.unload_agent() == [AGENT_MODULE]
+        assert await node.unload_agent() == [module.name for module in AgentLoader().modules]
         assert await node.call("erlang", "module_loaded", [A(AGENT_MODULE)]) is False
         # An agent call finds the module gone, loads it again and succeeds.
         top = await node.agent_call("list_processes", [{A("limit"): 3}])
