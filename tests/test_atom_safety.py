@@ -19,6 +19,7 @@ import pytest
 
 from arsenal.client import Arsenal
 from arsenal.dist import Atom
+from arsenal.ops.base import Principal
 from arsenal.ops.errors import OperationError
 from arsenal.ops.registry import registry
 
@@ -89,7 +90,8 @@ async def test_ten_thousand_random_requests_create_no_atom(make_node, cookie) ->
     registry.discover()
     # Operations that manage attachments act on Arsenal, not on the node; they get their own tests.
     operations = [op for op in registry.all() if op.needs_node]
-    async with Arsenal(cookie=cookie) as service:
+    # An operator, not an admin: random force=true must not let requests kill the VM's own processes.
+    async with Arsenal(cookie=cookie, principal=Principal(name="fuzz", role="operator")) as service:
         await service.attach(target.name, reconnect=True, timeout=10.0)
         # Warm up every operation once so that the agent and the code it uses are loaded, and ask
         # for every process_info field once: the VM makes one atom of its own the first time
@@ -115,5 +117,6 @@ async def test_ten_thousand_random_requests_create_no_atom(make_node, cookie) ->
         await asyncio.gather(*(one() for _ in range(REQUESTS)))
         assert sum(outcomes.values()) == REQUESTS
         assert "internal_error" not in outcomes, outcomes
+        assert service.pool.get(target.name).connected, "the node went down under random requests"
         after = await _settled_atom_count(service, target.name)
         assert after == before, f"{after - before} atoms created; outcomes: {outcomes}"

@@ -183,6 +183,8 @@ class Registry:
 
 def _refuse_writes_to_read_only(operation: type[Operation[Any, Any]], ctx: Context) -> None:
     """Safety rule 6: nothing that changes a node reaches one attached read-only."""
+    if not operation.needs_node:  # attach/detach act on Arsenal itself, not on the default node
+        return
     if operation.severity.value != "read" and ctx.node is not None and ctx.node.read_only:
         raise OperationError(
             ErrorCode.read_only,
