@@ -177,18 +177,23 @@ class Node:
         return await self.connection.rpc(module, function, args, timeout or self.timeout)
 
     async def agent_call(
-        self, function: str, args: Sequence[Term] = (), timeout: float | None = None
+        self,
+        function: str,
+        args: Sequence[Term] = (),
+        timeout: float | None = None,
+        *,
+        module: str = AGENT_MODULE,
     ) -> Term:
-        """Call a function of the agent; reload it once if the node lost it (a restart, a purge)."""
+        """Call a function of an agent module; reload the agent once if the node lost it (restart, purge)."""
         if not self.use_agent:
             raise AgentError(f"{self.name} was attached without the agent; this needs it")
         try:
-            return await self.call(AGENT_MODULE, function, args, timeout)
+            return await self.call(module, function, args, timeout)
         except RpcError as exc:
             if not _is_agent_undef(exc):
                 raise
         await self._loader.ensure_loaded(self.connection, self.timeout * 2)
-        return await self.call(AGENT_MODULE, function, args, timeout)
+        return await self.call(module, function, args, timeout)
 
     async def unload_agent(self) -> list[str]:
         """Take the agent's modules out of the node."""

@@ -1,0 +1,169 @@
+"""Node operations: which nodes this Arsenal is attached to, attaching more, detaching.
+
+One Arsenal serves many nodes: these act on the pool of attached nodes
+(:class:`arsenal.beam.NodePool`), not on a node, so they need none attached.
+Attaching connects as a hidden node with the pool's cookie and loads the agent;
+the name travels only to EPMD and in the handshake, never into an rpc on any
+node, so it creates no atom anywhere but on the node being attached (which
+learns Arsenal's own name, as any peer does).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from ..beam import Node
+from ..dist import split_node_name
+from .base import Context, NoParams, Operation, Params, Result, Severity
+from .errors import ErrorCode, OperationError
+from .registry import register
+
+__all__ = ["AttachNode", "DetachNode", "ListNodes", "NodeRow"]
+
+CATEGORY = "nodes"
+_NODE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,200}(?:@[A-Za-z0-9_.-]{1,255})?$")
+
+
+class NodeRow(Result):
+    name: str
+    connected: bool
+    read_only: bool
+    default: bool = Field(description="The node operations use when none is named.")
+    language: str | None = Field(description="erlang or elixir; null when attached without the agent.")
+    otp_release: str | None
+    erts_version: str | None
+    agent_version: str | None
+    reconnects: int = Field(description="How many times the connection was re-established.")
+
+
+def _row(node: Node, default: bool) -> NodeRow:
+    try:
+        info = node.info
+    except Exception:  # attached without the agent: no facts to show
+        info = None
+    return NodeRow(
+        name=node.name,
+        connected=node.connected,
+        read_only=node.read_only,
+        default=default,
+        language=info.language if info else None,
+        otp_release=info.otp_release if info else None,
+        erts_version=info.erts_version if info else None,
+        agent_version=info.agent_version if info else None,
+        reconnects=node.reconnects,
+    )
+
+
+class NodeList(Result):
+    nodes: list[NodeRow]
+
+
+@register
+class ListNodes(Operation[NoParams, NodeList]):
+    name = "list_nodes"
+    category = CATEGORY
+    summary = "The nodes this Arsenal is attached to, with their connection state, language and release."
+    cost = "O(attached nodes): nothing is sent to any node."
+    risk = "None."
+    result = NodeList
+    path = "/api/v1/nodes"
+    needs_node = False
+    example: dict[str, Any] = {}
+
+    async def execute(self, ctx: Context, params: NoParams) -> NodeList:
+        nodes = ctx.pool.nodes
+        return NodeList(nodes=[_row(node, index == 0) for index, node in enumerate(nodes)])
+
+
+class NodeNameParams(Params):
+    name: str = Field(max_length=460, description="name@host, or name for a node on this host.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_shape(cls, value: str) -> str:
+        value = value.strip()
+        if not _NODE_NAME.match(value):
+            raise ValueError("not a node name (name@host, or name on this host)")
+        return value
+
+
+class AttachNodeParams(NodeNameParams):
+    read_only: bool = Field(False, description="Refuse every write operation on this node.")
+    reconnect: bool = Field(True, description="Reconnect by itself when the connection drops.")
+
+
+class AttachedNode(Result):
+    node: NodeRow
+    already_attached: bool
+
+
+def _full_name(name: str) -> str:
+    return name if "@" in name else "@".join(split_node_name(name))
+
+
+@register
+class AttachNode(Operation[AttachNodeParams, AttachedNode]):
+    name = "attach_node"
+    category = CATEGORY
+    summary = "Attach to one more node (with the pool's cookie), optionally read-only."
+    cost = "An EPMD lookup, a distribution handshake, and loading the agent's modules unless already loaded."
+    risk = (
+        "Loads Arsenal's agent modules into the node (a few small modules; nothing runs until called). "
+        "The node sees Arsenal as a hidden peer."
+    )
+    params = AttachNodeParams
+    result = AttachedNode
+    severity = Severity.write
+    method = "POST"
+    path = "/api/v1/nodes"
+    needs_node = False
+    timeout = 30.0
+    example = {"name": "app@localhost", "read_only": True}
+
+    async def execute(self, ctx: Context, params: AttachNodeParams) -> AttachedNode:
+        full = _full_name(params.name)
+        existing = next((n for n in ctx.pool.nodes if n.name == full), None)
+        if existing is not None:
+            if existing.read_only != params.read_only:
+                mode = "read-only" if existing.read_only else "read-write"
+                raise OperationError(
+                    ErrorCode.conflict,
+                    f"{full} is attached already, {mode}; detach it first to attach it the other way",
+                )
+            node = existing
+        else:
+            node = await ctx.pool.attach(full, read_only=params.read_only, reconnect=params.reconnect)
+        default = ctx.pool.nodes[0] is node
+        return AttachedNode(node=_row(node, default), already_attached=existing is not None)
+
+
+class DetachedNode(Result):
+    name: str
+    remaining: list[str] = Field(description="The nodes still attached.")
+
+
+@register
+class DetachNode(Operation[NodeNameParams, DetachedNode]):
+    name = "detach_node"
+    category = CATEGORY
+    summary = "Detach from a node: close the connection and stop reconnecting (the agent stays loaded)."
+    cost = "Closing one connection."
+    risk = "Operations in flight on that node fail with node_down; the node itself is untouched."
+    params = NodeNameParams
+    result = DetachedNode
+    severity = Severity.write
+    method = "DELETE"
+    path = "/api/v1/nodes/{name}"
+    needs_node = False
+    example = {"name": "app@localhost"}
+
+    async def execute(self, ctx: Context, params: NodeNameParams) -> DetachedNode:
+        full = _full_name(params.name)
+        if all(n.name != full for n in ctx.pool.nodes):
+            attached = ", ".join(n.name for n in ctx.pool.nodes) or "none"
+            raise OperationError(ErrorCode.not_found, f"{params.name} is not attached (attached: {attached})")
+        await ctx.pool.detach(full)
+        return DetachedNode(name=full, remaining=[n.name for n in ctx.pool.nodes])
