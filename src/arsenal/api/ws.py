@@ -1,0 +1,247 @@
+"""``/api/v1/ws``: a WebSocket that pushes updates on channels a client subscribes to.
+
+Client messages (JSON objects)::
+
+    {"subscribe": "system:metrics", "interval": 2, "node": "app@host"}   # interval ≥ 1 s, default 2
+    {"subscribe": "process:<0.123.0>"}        # or process:0.123.0, process:registered_name
+    {"subscribe": "supervisor:my_sup"}        # needs a supervisor-children operation in the registry
+    {"unsubscribe": "system:metrics"}
+
+Server messages: ``{"type": "subscribed"|"unsubscribed", "channel"}``, ``{"type": "update",
+"channel", "data"}``, ``{"type": "exit", "channel", "data": {"pid", "alive": false, "reason"}}``
+(the process is gone — with its exit reason when the registry has ``monitor_process``; the
+subscription ends), ``{"type": "error", "channel"?, "errors": [...]}`` (same error objects as
+REST). Process and supervisor channels push only when something changed; system:metrics pushes
+every interval. Every push loop belongs to its socket: when the socket closes they are cancelled
+and awaited, so nothing is left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+
+from ..dist import Atom
+from ..ops.errors import ErrorCode, OperationError, as_operation_error
+from .envelope import error_object
+from .routes import check_node
+
+if TYPE_CHECKING:
+    from ..client import Arsenal
+
+__all__ = ["MAX_SUBSCRIPTIONS", "TASK_PREFIX", "add_websocket"]
+
+MAX_SUBSCRIPTIONS = 32
+TASK_PREFIX = "arsenal-ws "
+MIN_INTERVAL = 1.0
+MAX_INTERVAL = 60.0
+DEFAULT_INTERVAL = 2.0
+# Waits for a process's exit between two polls, when the registry has it (for the exit reason).
+MONITOR_OPERATION = "monitor_process"
+PROCESS_FIELDS = ["memory", "message_queue_len", "reductions", "status", "current_function"]
+# Operations that list a supervisor's children, tried in this order (whichever the registry has).
+SUPERVISOR_OPERATIONS = ("which_children", "get_supervisor_children", "list_supervisor_children")
+
+Push = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class _Socket:
+    def __init__(self, websocket: WebSocket, service: Arsenal) -> None:
+        self.websocket = websocket
+        self.service = service
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self._send_lock = asyncio.Lock()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        async with self._send_lock:
+            await self.websocket.send_text(json.dumps(message))
+
+    async def error(self, error: OperationError, channel: str | None = None) -> None:
+        message: dict[str, Any] = {"type": "error", "errors": [error_object(error)]}
+        if channel is not None:
+            message["channel"] = channel
+        await self.send(message)
+
+    async def handle(self, text: str) -> None:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict) or not (("subscribe" in message) ^ ("unsubscribe" in message)):
+            await self.error(
+                OperationError(
+                    ErrorCode.validation_error,
+                    'send {"subscribe": CHANNEL} or {"unsubscribe": CHANNEL}; channels: system:metrics, '
+                    "process:<pid>, supervisor:<name>",
+                )
+            )
+            return
+        if "unsubscribe" in message:
+            channel = message["unsubscribe"]
+            task = self.tasks.pop(channel, None) if isinstance(channel, str) else None
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self.send({"type": "unsubscribed", "channel": channel})
+            return
+        channel = message["subscribe"]
+        try:
+            loop = self._plan(channel, message)
+        except OperationError as error:
+            await self.error(error, channel if isinstance(channel, str) else None)
+            return
+        if channel in self.tasks:
+            await self.send({"type": "subscribed", "channel": channel})
+            return
+        self.tasks[channel] = asyncio.create_task(self._guard(channel, loop), name=f"{TASK_PREFIX}{channel}")
+        await self.send({"type": "subscribed", "channel": channel})
+
+    def _plan(self, channel: Any, message: dict[str, Any]) -> Callable[[], Awaitable[None]]:
+        if not isinstance(channel, str) or len(channel) > 320:
+            raise OperationError(
+                ErrorCode.validation_error, "a channel is a string of at most 320 characters"
+            )
+        if channel not in self.tasks and len(self.tasks) >= MAX_SUBSCRIPTIONS:
+            raise OperationError(
+                ErrorCode.limit_exceeded,
+                f"at most {MAX_SUBSCRIPTIONS} subscriptions per socket; unsubscribe from one first",
+            )
+        interval = message.get("interval", DEFAULT_INTERVAL)
+        if not isinstance(interval, int | float) or not MIN_INTERVAL <= interval <= MAX_INTERVAL:
+            raise OperationError(
+                ErrorCode.validation_error, f"interval is seconds, from {MIN_INTERVAL:g} to {MAX_INTERVAL:g}"
+            )
+        node = message.get("node")
+        if node is not None and (not isinstance(node, str) or len(node) > 255):
+            raise OperationError(ErrorCode.validation_error, "node is a node name (name@host)")
+        node = check_node(node)
+        kind, _, target = channel.partition(":")
+        if kind == "system" and target == "metrics":
+            return lambda: self._metrics(channel, float(interval), node)
+        if kind == "process" and target:
+            return lambda: self._watch(
+                channel, float(interval), node, "get_process_info", {"pid": target, "fields": PROCESS_FIELDS}
+            )
+        if kind == "supervisor" and target:
+            operation = next((n for n in SUPERVISOR_OPERATIONS if n in self.service.registry), None)
+            if operation is None:
+                raise OperationError(
+                    ErrorCode.not_found,
+                    "no supervisor operation is registered in this Arsenal, so supervisor channels are "
+                    "unavailable; watch its processes with process:<pid>",
+                )
+            return lambda: self._watch(channel, float(interval), node, operation, {"name": target})
+        raise OperationError(
+            ErrorCode.not_found,
+            f"no channel {channel!r}; channels: system:metrics, process:<pid>, supervisor:<name>",
+        )
+
+    async def _guard(self, channel: str, loop: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await loop()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a push loop's failure ends that subscription, not the socket
+            self.tasks.pop(channel, None)
+            with contextlib.suppress(Exception):
+                await self.error(as_operation_error(exc, channel), channel)
+
+    async def _metrics(self, channel: str, interval: float, node_name: str | None) -> None:
+        while True:
+            try:
+                node = self.service.pool.get(check_node(node_name))
+                sample = {
+                    "node": node.name,
+                    "process_count": await node.call("erlang", "system_info", [Atom("process_count")]),
+                    "memory_total": await node.call("erlang", "memory", [Atom("total")]),
+                    "run_queue": await node.call("erlang", "statistics", [Atom("run_queue")]),
+                }
+            except Exception as exc:
+                await self.error(as_operation_error(exc, channel), channel)
+            else:
+                await self.send({"type": "update", "channel": channel, "data": sample})
+            await asyncio.sleep(interval)
+
+    async def _watch(
+        self, channel: str, interval: float, node: str | None, operation: str, params: dict[str, Any]
+    ) -> None:
+        last: Any = None
+        params = dict(params)
+        is_process = channel.startswith("process:")
+        while True:
+            try:
+                result = await self.service.run(operation, params, node=node)
+            except OperationError as error:
+                if error.code is ErrorCode.not_found and is_process and last is not None:
+                    await self._exited(channel, {"pid": last.get("pid"), "alive": False, "reason": None})
+                    return
+                if error.code in (ErrorCode.not_found, ErrorCode.validation_error):
+                    self.tasks.pop(channel, None)
+                    await self.error(error, channel)
+                    return
+                await self.error(error, channel)
+            else:
+                data = result.model_dump(mode="json")
+                if is_process:
+                    # Follow the process first found (a name may later belong to a new process).
+                    params["pid"] = data["pid"]
+                if data != last:
+                    last = data
+                    await self.send({"type": "update", "channel": channel, "data": data})
+            if is_process and last is not None and MONITOR_OPERATION in self.service.registry:
+                exit_reason = await self._wait_exit(params["pid"], interval, node)
+                if exit_reason is not None:
+                    await self._exited(channel, {"pid": params["pid"], "alive": False, "reason": exit_reason})
+                    return
+            else:
+                await asyncio.sleep(interval)
+
+    async def _wait_exit(self, pid: str, interval: float, node: str | None) -> str | None:
+        """Wait up to ``interval`` for the process to exit (a monitor in the node); its exit reason."""
+        started = asyncio.get_running_loop().time()
+        try:
+            result = await self.service.run(MONITOR_OPERATION, {"pid": pid, "timeout": interval}, node=node)
+            outcome = result.model_dump(mode="json")
+        except OperationError:
+            outcome = {}
+        if outcome.get("exited"):
+            return str(outcome.get("reason"))
+        await asyncio.sleep(max(0.0, interval - (asyncio.get_running_loop().time() - started)))
+        return None
+
+    async def _exited(self, channel: str, data: dict[str, Any]) -> None:
+        self.tasks.pop(channel, None)
+        await self.send({"type": "exit", "channel": channel, "data": data})
+
+    async def close(self) -> None:
+        tasks = list(self.tasks.values())
+        self.tasks.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def add_websocket(app: FastAPI, service: Arsenal) -> None:
+    @app.websocket("/api/v1/ws")
+    async def websocket(websocket: WebSocket) -> None:
+        await websocket.accept()
+        socket = _Socket(websocket, service)
+        try:
+            while True:
+                text = await websocket.receive_text()
+                if len(text) > 4096:
+                    await socket.error(OperationError(ErrorCode.limit_exceeded, "messages are at most 4 KiB"))
+                    continue
+                await socket.handle(text)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            await socket.close()
