@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -37,7 +40,7 @@ def test_demo_starts_a_node_that_ps_reaches_then_stops(tmp_path: Path) -> None:
         )
 
     try:
-        started = arsenal("demo")
+        started = arsenal("demo", "--no-serve")
         assert started.returncode == 0, started.stdout + started.stderr
         node = f"{name}@{HOST}"
         assert "The demo node is up" in started.stdout and node in started.stdout
@@ -48,8 +51,23 @@ def test_demo_starts_a_node_that_ps_reaches_then_stops(tmp_path: Path) -> None:
         assert top.returncode == 0, top.stderr
         assert "of" in top.stdout and "processes by memory" in top.stdout
 
-        again = arsenal("demo")  # already running: attaches to it instead of starting another
+        again = arsenal("demo", "--no-serve")  # already running: attaches to it, starts no other
         assert again.returncode == 0, again.stderr
+        # By default it stays, serving the API for the demo node.
+        port = _free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "arsenal.cli.main", "demo", "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        try:
+            body = _get_when_up(f"http://127.0.0.1:{port}/api/v1/processes?limit=3")
+            assert len(json.loads(body)["data"]["processes"]) == 3
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
     finally:
         stopped = arsenal("demo", "--stop")
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
@@ -58,3 +76,19 @@ def test_demo_starts_a_node_that_ps_reaches_then_stops(tmp_path: Path) -> None:
             break
         time.sleep(0.1)
     assert not registered_with_epmd(name)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get_when_up(url: str) -> str:
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.read().decode()
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} never answered")

@@ -271,8 +271,10 @@ def _bytes(count: int) -> str:
 @app.command()
 def demo(
     stop: Annotated[bool, typer.Option("--stop", help="Stop the demo node.")] = False,
+    serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the API until Ctrl-C.")] = True,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port of the API.")] = 4000,
 ) -> None:
-    """Build and start the bundled Elixir demo node, attach to it, and show how to reach it."""
+    """Start the bundled Elixir demo node, attach to it, show how to reach it, and serve the API."""
     demo_node = DemoNode()
     if stop:
         stopped = _run_sync(demo_node.stop)
@@ -298,6 +300,15 @@ def demo(
         f"  iex --sname probe --remsh {name}\n"
         f"Its log is {demo_node.log_file}. Stop it with: arsenal demo --stop"
     )
+    if serve:
+        from .commands.serve import serve_nodes
+
+        console.print(
+            f"\n[bold]Arsenal's API[/bold] is at http://127.0.0.1:{port}/api/v1 (interactive docs: "
+            f"http://127.0.0.1:{port}/api/v1/docs). There is no login yet: it listens on loopback only. "
+            "Ctrl-C stops Arsenal; the demo node keeps running."
+        )
+        serve_nodes([name], cookie=None, host="127.0.0.1", port=port, read_only=False, timeout=10.0)
 
 
 def _run_sync(job: Callable[[], T]) -> T:

@@ -80,6 +80,14 @@ def serve(
         highlight=False,
     )
 
+    serve_nodes(names, cookie=cookie, host=host, port=port, read_only=read_only, timeout=timeout)
+
+
+def serve_nodes(
+    names: list[str], *, cookie: str | None, host: str, port: int, read_only: bool, timeout: float
+) -> None:
+    """Attach ``names`` and serve the API until interrupted (also used by ``arsenal demo``)."""
+
     async def job() -> None:
         import uvicorn
 
