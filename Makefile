@@ -31,6 +31,8 @@ lint: python
 bench: setup
 	$(UV) run python benchmarks/rpc_latency.py
 	$(UV) run python benchmarks/decode_throughput.py
+	$(UV) run python benchmarks/rest_list_processes.py
+	$(UV) run python benchmarks/rest_process_info.py
 
 clean:
 	rm -rf src/arsenal/agent/ebin demo/erlang/ebin demo/elixir/_build .pytest_cache

@@ -63,10 +63,22 @@ class Node:
         self.proc.wait(timeout=10)
 
 
-def start_node(prefix: str, cookie: str, *, code_path: Path | None = None, timeout: float = 60.0) -> Node:
-    """``erl -sname <prefix>_<random> -setcookie <cookie> -noshell -noinput [-pa code_path]``."""
+def start_node(
+    prefix: str,
+    cookie: str,
+    *,
+    code_path: Path | None = None,
+    extra: list[str] | None = None,
+    ready_marker: str | None = None,
+    timeout: float = 60.0,
+) -> Node:
+    """``erl -sname <prefix>_<random> -setcookie <cookie> -noshell -noinput [extra] [-pa code_path]``.
+
+    ``ready_marker``: also wait for this text in the node's output (EPMD knows a node before its
+    ``-s``/``-eval`` start-up has run).
+    """
     alive = f"{prefix}_{secrets.token_hex(3)}"
-    command = ["erl", "-sname", alive, "-setcookie", cookie, "-noshell", "-noinput"]
+    command = ["erl", "-sname", alive, "-setcookie", cookie, "-noshell", "-noinput", *(extra or [])]
     if code_path is not None:
         command += ["-pa", str(code_path)]
     command += _orphan_watchdog()
@@ -81,11 +93,12 @@ def start_node(prefix: str, cookie: str, *, code_path: Path | None = None, timeo
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"node {alive} exited at start:\n{log_path.read_text()[-2000:]}")
-        if _registered_with_epmd(alive):
+        ready = ready_marker is None or ready_marker in log_path.read_text(errors="replace")
+        if ready and _registered_with_epmd(alive):
             return node
         time.sleep(0.05)
     node.kill()
-    raise RuntimeError(f"node {alive} did not register with EPMD within {timeout:g}s")
+    raise RuntimeError(f"node {alive} was not ready within {timeout:g}s:\n{log_path.read_text()[-2000:]}")
 
 
 def _orphan_watchdog() -> list[str]:

@@ -1,0 +1,66 @@
+"""The REST benchmarks run end to end (``--quick``): a real node, ``arsenal serve``, both sides measured.
+
+Nothing here judges speed: the machine running the tests may be loaded, so the
+ratios only have to be there and be positive numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+
+pytestmark = pytest.mark.skipif(
+    not all(shutil.which(tool) for tool in ("erl", "erlc", "epmd")),
+    reason="needs Erlang/OTP (erl, erlc, epmd)",
+)
+
+
+def run_quick(script: str, tmp_path: Path) -> tuple[dict[str, float], dict]:
+    out_json = tmp_path / f"{script}.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / f"{script}.py"), "--quick", "--json", str(out_json)],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, f"{script} --quick failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    ratios: dict[str, float] = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("RATIO "):
+            fields = line.split()
+            assert len(fields) == 3, f"malformed RATIO line: {line!r}"
+            ratios[fields[1]] = float(fields[2])
+    return ratios, json.loads(out_json.read_text())
+
+
+def assert_positive(ratios: dict[str, float], expected: set[str]) -> None:
+    assert expected <= set(ratios), f"missing RATIO lines: {sorted(expected - set(ratios))}"
+    for name, value in ratios.items():
+        assert value > 0 and value != float("inf"), f"RATIO {name} is {value}"
+
+
+@pytest.mark.timeout(300)
+def test_rest_list_processes_runs(tmp_path: Path) -> None:
+    ratios, payload = run_quick("rest_list_processes", tmp_path)
+    assert_positive(ratios, {"rest_list_processes"})
+    assert payload["ratios"] == pytest.approx(ratios, rel=1e-3)
+    assert payload["params"]["process_count"] >= payload["params"]["spawned_processes"] == 20_000
+
+
+@pytest.mark.timeout(300)
+def test_rest_process_info_runs(tmp_path: Path) -> None:
+    ratios, payload = run_quick("rest_process_info", tmp_path)
+    assert_positive(ratios, {"rest_info_p50", "rest_info_p99", "rest_info_throughput"})
+    assert payload["ratios"] == pytest.approx(ratios, rel=1e-3)
+    for figures in payload["figures"].values():
+        assert figures["throughput"]["median"] > 0
