@@ -68,3 +68,18 @@ def test_decode_throughput_runs(tmp_path: Path) -> None:
     for item in payload["items"].values():
         assert item["terms"] > 0 and item["bytes"] > 0
         assert "decode/arsenal" in item["seconds_per_call"]
+
+
+def test_rest_list_processes_runs(tmp_path: Path) -> None:
+    ratios, payload = run_quick("rest_list_processes", tmp_path)
+    assert_positive(ratios, {"rest_list_processes"})
+    assert payload["ratios"] == pytest.approx(ratios, rel=1e-3)
+    assert payload["params"]["process_count"] >= payload["params"]["spawned_processes"] == 20_000
+
+
+def test_rest_process_info_runs(tmp_path: Path) -> None:
+    ratios, payload = run_quick("rest_process_info", tmp_path)
+    assert_positive(ratios, {"rest_info_p50", "rest_info_p99", "rest_info_throughput"})
+    assert payload["ratios"] == pytest.approx(ratios, rel=1e-3)
+    for figures in payload["figures"].values():
+        assert figures["throughput"]["median"] > 0

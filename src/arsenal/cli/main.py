@@ -46,6 +46,8 @@ NodeOption = Annotated[
         "--node", "-n", help="Node to attach to, name@host (or name on this host). Env: ARSENAL_NODE."
     ),
 ]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+TimeoutOption = Annotated[float, typer.Option(help="Seconds to wait for the node.")]
 CookieOption = Annotated[
     str | None,
     typer.Option(
@@ -250,7 +252,7 @@ def _table(result: ProcessList) -> Table:
         table.add_row(
             row.pid,
             row.registered_name or "",
-            _bytes(row.memory),
+            human_bytes(row.memory),
             f"{row.reductions:,}",
             f"{row.message_queue_len:,}",
             row.current_function or "",
@@ -259,7 +261,7 @@ def _table(result: ProcessList) -> Table:
     return table
 
 
-def _bytes(count: int) -> str:
+def human_bytes(count: int) -> str:
     size = float(count)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":

@@ -13,11 +13,16 @@ from typing import Any
 from ..dist import Atom, FrozenList, FrozenMap, Pid, Port, Ref, StrictKey, Term
 from ..terms.render import render
 
-__all__ = ["mfa_text", "name_text", "pid_text", "plain"]
+__all__ = ["mfa_text", "name_text", "pid_or_none", "pid_text", "plain"]
 
 
 def pid_text(pid: Pid) -> str:
     return f"<0.{pid.id}.{pid.serial}>"
+
+
+def pid_or_none(value: Term) -> str | None:
+    """``<0.N.S>`` for a pid; None for anything else (``undefined``, a port, a restarting child)."""
+    return pid_text(value) if isinstance(value, Pid) else None
 
 
 def name_text(value: Term, language: str) -> str | None:

@@ -24,7 +24,7 @@ from .processes import ProcessRefParams, ProcessRow, _row
 from .registry import register
 from .safeterm import check_decoded, parse_term, to_wire
 from .safety import ensure_not_protected
-from .targets import check_target, process_ref
+from .targets import check_target, is_agent_error, process_ref
 
 __all__ = [
     "FindProcessesByModule",
@@ -66,7 +66,7 @@ def _fail(raw: Term, pid: str, node: Node, doing: str) -> None:
     """Raise what an agent's ``{error, ...}`` means; return for anything else."""
     check_target(raw, pid, node)
     check_decoded(raw)
-    if not (isinstance(raw, tuple) and len(raw) == 2 and raw[0] == Atom("error")):
+    if not is_agent_error(raw):
         return
     reason = raw[1]
     if reason == Atom("gone"):
@@ -82,7 +82,7 @@ def _fail(raw: Term, pid: str, node: Node, doing: str) -> None:
 
 def _error_tag(raw: Term) -> Term:
     """``Tag`` of an agent's ``{error, {Tag, ...}}``; None for anything else."""
-    if isinstance(raw, tuple) and len(raw) == 2 and raw[0] == Atom("error") and isinstance(raw[1], tuple):
+    if is_agent_error(raw) and isinstance(raw[1], tuple):
         return raw[1][0] if raw[1] else None
     return None
 
@@ -594,7 +594,7 @@ class StartProcess(Operation[StartParams, StartResult]):
                 "start",
                 [module, params.function.encode(), wire, (params.register_as or "").encode()],
             )
-        if isinstance(raw, tuple) and len(raw) == 2 and raw[0] == Atom("error"):
+        if is_agent_error(raw):
             reason = raw[1]
             if reason == Atom("name_taken"):
                 raise OperationError(
@@ -639,7 +639,7 @@ class StartProcess(Operation[StartParams, StartResult]):
 
 def _start_refused(raw: Term, params: StartParams, node: Node) -> None:
     """The errors only starting under a supervisor has."""
-    reason = raw[1] if isinstance(raw, tuple) and len(raw) == 2 and raw[0] == Atom("error") else None
+    reason = raw[1] if is_agent_error(raw) else None
     if reason == Atom("not_a_supervisor"):
         raise OperationError(
             ErrorCode.validation_error, f"{params.supervisor} is not a supervisor on {node.name}"

@@ -17,7 +17,7 @@ from .base import Context, Operation, Params, Result
 from .errors import ErrorCode, OperationError
 from .plain import mfa_text, name_text, pid_text, plain
 from .registry import register
-from .targets import check_target, process_ref
+from .targets import check_target, is_agent_error, process_ref
 
 __all__ = [
     "GetProcessInfo",
@@ -129,7 +129,7 @@ class ListProcesses(Operation[ListProcessesParams, ProcessList]):
             value, number, serial = _CURSOR.match(params.cursor).groups()  # type: ignore[union-attr]
             options[Atom("after")] = (int(value), f"<0.{number}.{serial}>".encode())
         raw = await node.agent_call("list_processes", [options], self.timeout)
-        if isinstance(raw, tuple) and raw and raw[0] == Atom("error"):
+        if is_agent_error(raw):
             raise OperationError(ErrorCode.validation_error, f"the agent refused the request: {raw[1]!r}")
         rows = [_row(item, node.language) for item in raw[Atom("rows")]]
         next_cursor = None

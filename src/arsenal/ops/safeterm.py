@@ -30,6 +30,7 @@ from ..dist.etf import EncodeError, term_to_binary
 from ..dist.terms import Export, Fun, ImproperList, freeze
 from ..terms.tagged_json import TaggedJSONError, from_json
 from .errors import ErrorCode, OperationError
+from .targets import is_agent_error
 
 __all__ = ["ATOM_MARK", "ETF_MARK", "MAX_BYTES", "MAX_DEPTH", "check_decoded", "parse_term", "to_wire"]
 
@@ -140,7 +141,7 @@ def _atoms(term: Term, depth: int) -> set[str]:
 
 def check_decoded(raw: Term, *, what: str = "message") -> None:
     """Raise the error an agent's ``{error, Reason}`` from ``decode/1`` means (others pass)."""
-    if not (isinstance(raw, tuple) and len(raw) == 2 and raw[0] == Atom("error")):
+    if not is_agent_error(raw):
         return
     reason = raw[1]
     if isinstance(reason, tuple) and len(reason) == 2 and reason[0] == Atom("unknown_atom"):

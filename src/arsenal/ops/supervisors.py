@@ -29,10 +29,10 @@ from ..dist import Atom, Pid
 from ..terms.render import render
 from .base import Context, Operation, Params, Result, Severity
 from .errors import ErrorCode, OperationError
-from .plain import name_text, pid_text, plain
+from .plain import name_text, pid_or_none, pid_text, plain
 from .registry import register
 from .safety import ensure_not_protected
-from .targets import check_target, process_ref
+from .targets import check_target, is_agent_error, process_ref
 
 __all__ = [
     "AddChild",
@@ -67,13 +67,9 @@ async def _call(node: Node, function: str, args: list[Any], timeout: float) -> A
     return await node.agent_call(function, args, timeout, module=AGENT)
 
 
-def _is_error(raw: Any) -> bool:
-    return isinstance(raw, tuple) and len(raw) == 2 and raw[0] == Atom("error")
-
-
 def _check(raw: Any, name: str, node: Node, child: str | None = None) -> Any:
     """Raise the OperationError an agent's ``{error, Reason}`` means; return anything else."""
-    if not _is_error(raw):
+    if not is_agent_error(raw):
         return raw
     check_target(raw, name, node)
     reason = raw[1]
@@ -152,10 +148,6 @@ def _mfa(call: tuple[Any, ...], language: str) -> str:
     if language == "elixir":
         return f"{render(module, 'elixir')}.{function}/{arity}"
     return f"{module}:{function}/{arity}"
-
-
-def _pid(value: Any) -> str | None:
-    return pid_text(value) if isinstance(value, Pid) else None
 
 
 def _atom(value: Any, language: str) -> str | None:
@@ -262,7 +254,7 @@ class ListSupervisors(Operation[ListSupervisorsParams, SupervisorList]):
                 kind=str(item[Atom("kind")]),
                 module=render(item[Atom("module")], lang),
                 application=_atom(item[Atom("application")], lang),
-                parent=_pid(item[Atom("parent")]),
+                parent=pid_or_none(item[Atom("parent")]),
             )
             for item in raw[Atom("supervisors")]
         ]
@@ -515,8 +507,8 @@ async def _child_op(ctx: Context, params: ChildParams, op: str, action: str, tim
     return ChildOutcome(
         supervisor=pid_text(done[Atom("supervisor")]),
         id=_id(done[Atom("id")], node.language),
-        pid=_pid(done[Atom("pid")]),
-        new_pid=_pid(new_pid),
+        pid=pid_or_none(done[Atom("pid")]),
+        new_pid=pid_or_none(new_pid),
     )
 
 
@@ -670,8 +662,8 @@ class SimulateFailure(Operation[SimulateFailureParams, FailureReport]):
         changes = [
             ChildChange(
                 id=_id(c[Atom("id")], lang),
-                old_pid=_pid(c[Atom("old_pid")]),
-                new_pid=_pid(c[Atom("new_pid")]),
+                old_pid=pid_or_none(c[Atom("old_pid")]),
+                new_pid=pid_or_none(c[Atom("new_pid")]),
                 outcome=str(c[Atom("outcome")]),
             )
             for c in raw[Atom("changes")]
@@ -926,7 +918,7 @@ class ChildStarted(Result):
 
 
 def _check_start(raw: Any, name: str, node: Node) -> Any:
-    if not _is_error(raw):
+    if not is_agent_error(raw):
         return raw
     reason = raw[1]
     tag = reason[0] if isinstance(reason, tuple) and reason else reason
@@ -1183,7 +1175,7 @@ class StopSupervisor(Operation[StopSupervisorParams, SupervisorStopped]):
         _check(await _call(node, "flags", [ref, CALL_MS], self.timeout), params.name, node)
         await ensure_not_protected(ctx, params.name, force=params.force, action="stopping")
         raw = await _call(node, "stop_supervisor", [ref, 10_000], self.timeout)
-        if _is_error(raw) and isinstance(raw[1], tuple) and raw[1][0] == Atom("stop_failed"):
+        if is_agent_error(raw) and isinstance(raw[1], tuple) and raw[1][0] == Atom("stop_failed"):
             raise OperationError(
                 ErrorCode.remote_error,
                 f"{params.name} did not stop cleanly: {render(raw[1][1], node.language, max_items=20)}",
@@ -1192,5 +1184,5 @@ class StopSupervisor(Operation[StopSupervisorParams, SupervisorStopped]):
         return SupervisorStopped(
             pid=pid_text(raw[Atom("pid")]),
             name=name_text(raw[Atom("name")], node.language),
-            parent=_pid(raw[Atom("parent")]),
+            parent=pid_or_none(raw[Atom("parent")]),
         )

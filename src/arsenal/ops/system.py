@@ -19,9 +19,9 @@ from ..beam import Node
 from ..dist import Atom, Pid, Port, Term
 from .base import Context, Operation, Params, Result
 from .errors import ErrorCode, OperationError
-from .plain import mfa_text, name_text, pid_text, plain
+from .plain import mfa_text, name_text, pid_or_none, pid_text, plain
 from .registry import register
-from .targets import check_target, process_ref
+from .targets import check_target, is_agent_error, process_ref
 
 __all__ = [
     "AnalyzeMessageQueue",
@@ -48,18 +48,10 @@ async def sys_call(node: Node, function: str, args: list[Term], timeout: float |
     return await node.agent_call(function, args, timeout, module=SYS_MODULE)
 
 
-def _is_error(raw: Term) -> bool:
-    return isinstance(raw, tuple) and len(raw) == 2 and raw[0] == Atom("error")
-
-
 def _text(value: Term) -> str:
     if isinstance(value, bytes):
         return value.decode(errors="replace")
     return str(value)
-
-
-def _pid(value: Term) -> str | None:
-    return pid_text(value) if isinstance(value, Pid) else None
 
 
 def _id_text(value: Term, language: str) -> str | None:
@@ -261,7 +253,7 @@ class ListApplications(Operation[ListApplicationsParams, ApplicationList]):
     async def execute(self, ctx: Context, params: ListApplicationsParams) -> ApplicationList:
         node = ctx.require_node()
         raw = await sys_call(node, "applications", [params.timeout_ms], self.timeout)
-        if _is_error(raw):
+        if is_agent_error(raw):
             raise OperationError(
                 ErrorCode.timeout,
                 f"application_controller on {node.name} did not answer in {params.timeout_ms} ms; "
@@ -349,7 +341,7 @@ class ListRegisteredProcesses(Operation[ListRegisteredParams, RegisteredList]):
             local=[
                 LocalName(
                     name=name_text(r[Atom("name")], language) or "",
-                    pid=_pid(r[Atom("id")]),
+                    pid=pid_or_none(r[Atom("id")]),
                     port=_id_text(r[Atom("id")], language) if isinstance(r[Atom("id")], Port) else None,
                 )
                 for r in raw[Atom("local")]
@@ -473,9 +465,9 @@ def _ets_row(raw: dict[Any, Any], language: str) -> EtsRow:
         protection=str(raw[Atom("protection")]),
         size=raw[Atom("size")],
         memory=raw[Atom("memory")],
-        owner=_pid(raw[Atom("owner")]),
+        owner=pid_or_none(raw[Atom("owner")]),
         owner_name=name_text(raw[Atom("owner_name")], language),
-        heir=_pid(raw[Atom("heir")]),
+        heir=pid_or_none(raw[Atom("heir")]),
         keypos=raw[Atom("keypos")],
         read_concurrency=raw[Atom("read_concurrency")] is True,
         write_concurrency=(
@@ -609,7 +601,7 @@ class GetEtsTable(Operation[GetEtsTableParams, EtsTablePage]):
                 options[Atom("offset")] = int(value)
         table = params.table if params.table.startswith("#") else params.table.lstrip(":")
         raw = await sys_call(node, "ets_table", [table.encode(), options], self.timeout)
-        if _is_error(raw):
+        if is_agent_error(raw):
             _ets_error(raw[1], params.table, node.name)
         rows = [plain(row, node.language, local_node=node.name) for row in raw[Atom("rows")]]
         return EtsTablePage(
@@ -1104,7 +1096,7 @@ class AnalyzeMessageQueue(Operation[MessageQueueParams, MessageQueueAnalysis]):
         }
         raw = await sys_call(node, "message_queue", [process_ref(params.pid), options], self.timeout)
         check_target(raw, params.pid, node)
-        if _is_error(raw):
+        if is_agent_error(raw):
             raise OperationError(ErrorCode.not_found, f"{params.pid} is not alive on {node.name}")
         language = node.language
         return MessageQueueAnalysis(

@@ -15,7 +15,7 @@ from ..beam import Node
 from ..dist import Atom, Pid
 from .errors import ErrorCode, OperationError
 
-__all__ = ["check_target", "process_ref", "resolve_process"]
+__all__ = ["check_target", "is_agent_error", "process_ref", "resolve_process"]
 
 _PID = re.compile(r"^(?:#PID)?<?(\d{1,10})\.(\d{1,10})\.(\d{1,10})>?$")
 _NAME = re.compile(r"^:?[A-Za-z][A-Za-z0-9_.@]{0,254}$")
@@ -40,9 +40,14 @@ def process_ref(text: str) -> bytes:
     return text.lstrip(":").encode()
 
 
+def is_agent_error(raw: object) -> bool:
+    """Whether an agent function answered ``{error, Reason}`` (the agents' one way of refusing)."""
+    return isinstance(raw, tuple) and len(raw) == 2 and raw[0] == Atom("error")
+
+
 def check_target(result: object, text: str, node: Node) -> None:
     """Raise the error an agent's ``{error, not_found | bad_pid}`` means."""
-    if isinstance(result, tuple) and len(result) == 2 and result[0] == Atom("error"):
+    if is_agent_error(result):
         if result[1] == Atom("bad_pid"):
             raise OperationError(ErrorCode.validation_error, f"{text} is not a valid pid on {node.name}")
         if result[1] == Atom("not_found"):

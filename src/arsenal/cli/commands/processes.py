@@ -7,11 +7,20 @@ from typing import Annotated, Any
 
 import typer
 
-from ..main import CookieOption, NodeOption, app, errors, node_name, on_node, run_job, show
+from ..main import (
+    CookieOption,
+    JsonOption,
+    NodeOption,
+    TimeoutOption,
+    app,
+    errors,
+    node_name,
+    on_node,
+    run_job,
+    show,
+)
 
 PidArgument = Annotated[str, typer.Argument(help="<0.123.0>, 0.123.0 or a registered name.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-TimeoutOption = Annotated[float, typer.Option(help="Seconds to wait for the node.")]
 ForceOption = Annotated[
     bool, typer.Option("--force", help="Act on one of the VM's own processes too (admin only).")
 ]

@@ -14,10 +14,17 @@ from rich.table import Table
 from rich.tree import Tree
 
 from ...ops.supervisors import ChildList, SupervisionNode, SupervisionTree, SupervisorList
-from ..main import CookieOption, NodeOption, app, console, node_name, on_node, run_job
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-TimeoutOption = Annotated[float, typer.Option(help="Seconds to wait for the node.")]
+from ..main import (
+    CookieOption,
+    JsonOption,
+    NodeOption,
+    TimeoutOption,
+    app,
+    console,
+    node_name,
+    on_node,
+    run_job,
+)
 
 
 @app.command("supervisors")

@@ -9,19 +9,19 @@ import typer
 from rich.table import Table
 
 from ...ops.system import MAX_ROWS, ApplicationList, EtsList, EtsTablePage, SystemHealth
-from ..main import CookieOption, NodeOption, app, console, errors, node_name, on_node, run_job
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-TimeoutOption = Annotated[float, typer.Option(help="Seconds to wait for the node.")]
-
-
-def _bytes(count: int) -> str:
-    size = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
-        size /= 1024
-    return str(count)
+from ..main import (
+    CookieOption,
+    JsonOption,
+    NodeOption,
+    TimeoutOption,
+    app,
+    console,
+    errors,
+    human_bytes,
+    node_name,
+    on_node,
+    run_job,
+)
 
 
 @app.command()
@@ -86,7 +86,7 @@ def ets(
             view.add_column(column, justify="right" if right else "left", overflow="fold")
         for row in listed.tables:
             owner = row.owner_name or row.owner or ""
-            view.add_row(row.id, row.type, row.protection, f"{row.size:,}", _bytes(row.memory), owner)
+            view.add_row(row.id, row.type, row.protection, f"{row.size:,}", human_bytes(row.memory), owner)
         console.print(view)
         return
     params: dict[str, object] = {"table": table, "limit": limit}
@@ -100,7 +100,7 @@ def ets(
     info = page.table
     console.print(
         f"[bold]{info.id}[/bold] on {page.node}: {info.type}, {info.protection}, {info.size:,} objects, "
-        f"{_bytes(info.memory)}, owner {info.owner_name or info.owner}",
+        f"{human_bytes(info.memory)}, owner {info.owner_name or info.owner}",
         highlight=False,
     )
     for row in page.rows:
@@ -137,6 +137,6 @@ def health(
     for title, rows in (("large queues", result.large_queues), ("memory hogs", result.memory_hogs)):
         for row in rows:
             console.print(
-                f"{title}: {row.name or row.pid} queue {row.message_queue_len:,}, {_bytes(row.memory)}",
+                f"{title}: {row.name or row.pid} queue {row.message_queue_len:,}, {human_bytes(row.memory)}",
                 highlight=False,
             )
