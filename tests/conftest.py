@@ -6,8 +6,10 @@ every node is killed at teardown even when the test fails.
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
@@ -17,6 +19,8 @@ from arsenal.dist import LocalNode
 from .nodes import ROOT, BeamNode, elixir_demo_node, erl_node
 
 COOKIE = "arsenal_test_" + secrets.token_hex(8)
+# Arsenal's data directory (its SQLite store) is the test run's own, never ~/.arsenal.
+os.environ["ARSENAL_HOME"] = tempfile.mkdtemp(prefix="arsenal-test-home-")
 
 
 @pytest.fixture(scope="session", autouse=True)

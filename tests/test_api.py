@@ -167,6 +167,54 @@ async def test_error_envelopes(api: Api) -> None:
     _error(unknown_node, 404, "not_found")
 
 
+async def test_correlation_ids_tie_answers_to_audit_and_telemetry(api: Api) -> None:
+    seen: list[Any] = []
+    audited: list[Any] = []
+    api.service.registry.telemetry.append(seen.append)
+    api.service.registry.auditors.append(audited.append)
+    try:
+        fresh = await api.client.get("/api/v1/processes", params={"limit": 1})
+        cid = fresh.json()["meta"]["correlation_id"]
+        assert len(cid) == 32 and int(cid, 16) >= 0 and fresh.headers["x-correlation-id"] == cid
+        assert [e.correlation_id for e in seen if e.operation == "list_processes"][-1] == cid
+
+        chosen = await api.client.post(
+            "/api/v1/processes/demo_worker_2/gc", json={}, headers={"X-Correlation-ID": "req-42.a:b_c"}
+        )
+        assert chosen.status_code == 200, chosen.text
+        assert chosen.json()["meta"]["correlation_id"] == "req-42.a:b_c"
+        assert chosen.headers["x-correlation-id"] == "req-42.a:b_c"
+        gc_events = [e for e in audited if e.operation == "garbage_collect_process"]
+        assert [e.outcome for e in gc_events] == [None, "ok"]  # before it ran, and after
+        assert {e.correlation_id for e in gc_events} == {"req-42.a:b_c"}
+
+        proxied = await api.client.get("/api/v1/system/metrics", headers={"X-Request-ID": "edge-7"})
+        assert proxied.json()["meta"]["correlation_id"] == "edge-7"
+        for bad in ("has spaces", "x" * 65, "é"):
+            replaced = await api.client.get(
+                "/api/v1/processes", params={"limit": 1}, headers={"X-Correlation-ID": bad.encode()}
+            )
+            assert replaced.status_code == 200 and replaced.json()["meta"]["correlation_id"] != bad
+
+        failed = await api.client.get("/api/v1/processes/nobody_registered_here")
+        assert failed.status_code == 404
+        assert failed.json()["meta"]["correlation_id"] == failed.headers["x-correlation-id"]
+        no_route = await api.client.get("/api/v1/nowhere", headers={"X-Correlation-ID": "lost-1"})
+        assert no_route.json()["meta"]["correlation_id"] == "lost-1"
+
+        batch = await api.client.post(
+            "/api/v1/batch",
+            json=[{"operation": "list_processes", "params": {"limit": 1}}, {"operation": "nope"}],
+            headers={"X-Correlation-ID": "batch-9"},
+        )
+        body = batch.json()
+        assert body["meta"]["correlation_id"] == "batch-9"
+        assert [r["meta"]["correlation_id"] for r in body["data"]] == ["batch-9.0", "batch-9.1"]
+    finally:
+        api.service.registry.telemetry.remove(seen.append)
+        api.service.registry.auditors.remove(audited.append)
+
+
 async def test_node_down_and_read_only(make_node, cookie) -> None:
     victim = make_node("apidown")
     guarded = make_node("apiro")

@@ -97,6 +97,14 @@ async def test_ten_thousand_random_requests_create_no_atom(make_node, cookie) ->
         # for every process_info field once: the VM makes one atom of its own the first time
         # anyone asks for garbage_collection on a node (an atom of the runtime, not of a request).
         await service.run("get_process_info", {"pid": "init"}, node=target.name)
+        # Likewise the VM makes one atom ('Argument__1') the first time a call trace event reaches a
+        # tracer on the node (found with a crash dump's atom table): trigger it once here.
+        traced = await service.run(
+            "trace_calls", {"patterns": ["lists:seq/2"], "max_events": 1, "duration": 10}, node=target.name
+        )
+        await service.pool.get(target.name).call("lists", "seq", [1, 2])
+        with contextlib.suppress(OperationError):
+            await service.run("stop_trace", {"id": traced.id})  # type: ignore[attr-defined]
         for op in operations:
             with contextlib.suppress(OperationError):
                 await service.run(op.name, op.example, node=target.name)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from .beam import Node, NodePool
-from .ops.base import Operation, Principal, Result
+from .ops.base import Operation, Principal, Result, Services
 from .ops.registry import registry
 
 __all__ = ["Arsenal", "NodeClient"]
@@ -24,11 +25,15 @@ __all__ = ["Arsenal", "NodeClient"]
 class Arsenal:
     """One Arsenal: the attached nodes and the operations, for programs that hold many nodes."""
 
-    def __init__(self, *, cookie: str | None = None, principal: Principal | None = None) -> None:
+    def __init__(
+        self, *, cookie: str | None = None, principal: Principal | None = None, home: Path | None = None
+    ) -> None:
         registry.discover()
         self.pool = NodePool(cookie=cookie)
         self.registry = registry
         self.principal = principal or Principal()
+        # Live trace sessions and the store (ARSENAL_HOME, or ``home``) belong to this Arsenal.
+        self.services = Services(home)
 
     async def attach(self, name: str, **options: Any) -> NodeClient:
         """Attach to ``name`` (options as :class:`arsenal.beam.Node`)."""
@@ -44,13 +49,24 @@ class Arsenal:
         *,
         node: str | None = None,
         timeout: float | None = None,
+        correlation_id: str | None = None,
     ) -> Result:
-        """Run any operation by name, through the whole pipeline (``timeout`` overrides the operation's)."""
+        """Run any operation by name, through the whole pipeline (``timeout`` overrides the operation's;
+        ``correlation_id`` names the call in audit and telemetry events, fresh by default)."""
         return await self.registry.run(
-            operation, params, pool=self.pool, node=node, principal=self.principal, timeout=timeout
+            operation,
+            params,
+            pool=self.pool,
+            node=node,
+            principal=self.principal,
+            timeout=timeout,
+            correlation_id=correlation_id,
+            services=self.services,
         )
 
     async def close(self) -> None:
+        """Stop what this Arsenal runs (trace sessions end on their nodes), then detach every node."""
+        await self.services.aclose()
         await self.pool.close()
 
     async def __aenter__(self) -> Arsenal:

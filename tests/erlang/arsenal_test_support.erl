@@ -5,7 +5,8 @@
 
 -export([register_and_sleep/2, register_and_sleep_async/2, link_watcher/1,
          monitor_watcher/1, last_exit_seen/1, send_sequence/2, start_echo/0,
-         send_to_name/3, eval/1]).
+         send_to_name/3, eval/1, busy_caller/2, busy_loop/2, traced/1, never_called/0,
+         trace_state/0]).
 
 %% Register the calling process under Name, then sleep: lets a test see
 %% whether an abandoned call was stopped.
@@ -64,3 +65,49 @@ eval(Source) ->
     {ok, [Expr]} = erl_parse:parse_exprs(Tokens),
     {value, Value, _} = erl_eval:expr(Expr, erl_eval:new_bindings()),
     Value.
+
+%% A process that calls traced/1 every Ms milliseconds (0: as fast as it can)
+%% for Seconds, then ends: something for the tracing tests to trace.
+%% At most one runs at a time (registered as arsenal_test_busy): a new one
+%% replaces the last, so one test's caller never feeds the next test's traces.
+busy_caller(Ms, Seconds) ->
+    case whereis(arsenal_test_busy) of
+        undefined -> ok;
+        Old -> exit(Old, kill), timer:sleep(10)
+    end,
+    Until = erlang:monotonic_time(millisecond) + Seconds * 1000,
+    Pid = spawn(fun() -> receive go -> busy_loop(Ms, Until) end end),
+    catch register(arsenal_test_busy, Pid),
+    Pid ! go,
+    Pid.
+
+busy_loop(Ms, Until) ->
+    case erlang:monotonic_time(millisecond) < Until of
+        true ->
+            N = case get(calls) of undefined -> 1; Last -> Last + 1 end,
+            put(calls, N),
+            _ = ?MODULE:traced(N),
+            Ms > 0 andalso timer:sleep(Ms),
+            ?MODULE:busy_loop(Ms, Until);
+        false ->
+            ok
+    end.
+
+traced(N) -> {traced, N, lists:duplicate(N rem 7 + 40, x)}.
+
+never_called() -> ok.
+
+%% What tracing is left on this node: the Arsenal tracer hub, processes with
+%% trace flags, the flags new processes get, and call patterns set on this
+%% module's functions (the ones the tests trace) or on lists.
+trace_state() ->
+    Traced = [{P, F} || P <- erlang:processes(), {flags, F} <- [erlang:trace_info(P, flags)], F =/= []],
+    {flags, New} = erlang:trace_info(new_processes, flags),
+    Functions = [{?MODULE, F, A} || {F, A} <- ?MODULE:module_info(functions)]
+        ++ [{lists, F, A} || {F, A} <- lists:module_info(functions)],
+    Patterns = [MFA || MFA <- Functions, erlang:trace_info(MFA, traced) =/= {traced, false}],
+    Hub = case erlang:function_exported(arsenal_agent_trace, hub, 0) of
+              true -> arsenal_agent_trace:hub();
+              false -> undefined
+          end,
+    #{hub => Hub, traced_processes => Traced, new_processes_flags => New, patterns => Patterns}.

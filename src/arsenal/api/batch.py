@@ -50,6 +50,7 @@ class BatchItem(BaseModel):
 
 async def run_batch(request: Request, service: Arsenal) -> JSONResponse:
     from .app import Failed, run_operation
+    from .correlation import current_correlation_id, new_correlation_id
 
     started = time.perf_counter()
     try:
@@ -74,6 +75,7 @@ async def run_batch(request: Request, service: Arsenal) -> JSONResponse:
         return error_response(error, status=413)
 
     gate = asyncio.Semaphore(BATCH_CONCURRENCY)
+    batch_id = current_correlation_id() or new_correlation_id()
 
     async def one(index: int, raw: Any) -> dict[str, Any]:
         entry: dict[str, Any] = {"index": index}
@@ -85,7 +87,9 @@ async def run_batch(request: Request, service: Arsenal) -> JSONResponse:
         entry["operation"] = item.operation
         async with gate:
             try:
-                data, meta = await run_operation(service, item.operation, item.params, item.node)
+                data, meta = await run_operation(
+                    service, item.operation, item.params, item.node, f"{batch_id}.{index}"
+                )
             except Failed as failed:
                 error = failed.error
                 return {**entry, "status": error.status, "errors": [error_object(error)], "meta": failed.meta}

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from ..ops.errors import ErrorCode, OperationError
+from .correlation import current_correlation_id
 
 __all__ = ["ErrorEnvelope", "ErrorObject", "error_response", "success_response"]
 
@@ -66,14 +67,25 @@ def error_response(
 ) -> JSONResponse:
     """The error envelope, with the code's HTTP status (or ``status`` where the API says otherwise)."""
     return JSONResponse(
-        {"errors": [error_object(error, status)], "meta": meta or {}}, status_code=status or error.status
+        {"errors": [error_object(error, status)], "meta": _with_correlation(meta or {})},
+        status_code=status or error.status,
     )
 
 
 def success_response(
     data: Any, meta: dict[str, Any], links: dict[str, Any] | None = None, status: int = 200
 ) -> JSONResponse:
-    return JSONResponse({"data": data, "meta": meta, "links": links or {}}, status_code=status)
+    return JSONResponse(
+        {"data": data, "meta": _with_correlation(meta), "links": links or {}}, status_code=status
+    )
+
+
+def _with_correlation(meta: dict[str, Any]) -> dict[str, Any]:
+    """Every answer's meta names its request's correlation id (an operation's own id wins)."""
+    correlation_id = current_correlation_id()
+    if correlation_id is not None:
+        meta.setdefault("correlation_id", correlation_id)
+    return meta
 
 
 def _jsonable(value: Any) -> Any:

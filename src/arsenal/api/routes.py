@@ -6,6 +6,8 @@ declared ``method`` and ``path``, and its parameters from the operation's pydant
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import types
 import typing
@@ -155,20 +157,34 @@ def _is_structured(annotation: Any) -> bool:
     return False
 
 
+@functools.cache
+def _field_kinds(params: type[BaseModel]) -> dict[str, str]:
+    """How each field of a params model is read from a query string: list, structured or scalar
+    (worked out once per model: typing introspection on every request cost more than the parse)."""
+    kinds: dict[str, str] = {}
+    for name, field in params.model_fields.items():
+        if _is_list(field.annotation):
+            kinds[name] = "list"
+        elif _is_structured(field.annotation):
+            kinds[name] = "structured"
+        else:
+            kinds[name] = "scalar"
+    return kinds
+
+
 def query_params(operation: type[Operation[Any, Any]], request: Request) -> dict[str, Any]:
     """A GET's query string as params: lists repeat (``f=a&f=b``) or split on commas, maps are JSON."""
-    import json
-
-    fields = operation.params.model_fields
+    kinds = _field_kinds(operation.params)
+    query = request.query_params
     params: dict[str, Any] = {}
-    for key in dict.fromkeys(request.query_params.keys()):
+    for key in dict.fromkeys(query.keys()):
         if key == "node":
             continue
-        values = request.query_params.getlist(key)
-        field = fields.get(key)
-        if field is not None and _is_list(field.annotation):
+        values = query.getlist(key)
+        kind = kinds.get(key, "scalar")
+        if kind == "list":
             params[key] = [part for value in values for part in value.split(",") if part]
-        elif field is not None and _is_structured(field.annotation):
+        elif kind == "structured":
             try:
                 params[key] = json.loads(values[-1])
             except ValueError:

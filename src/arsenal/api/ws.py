@@ -5,15 +5,18 @@ Client messages (JSON objects)::
     {"subscribe": "system:metrics", "interval": 2, "node": "app@host"}   # interval ≥ 1 s, default 2
     {"subscribe": "process:<0.123.0>"}        # or process:0.123.0, process:registered_name
     {"subscribe": "supervisor:my_sup"}        # needs a supervisor-children operation in the registry
+    {"subscribe": "trace:0123456789ab"}       # a running trace session's events, then its end
     {"unsubscribe": "system:metrics"}
 
 Server messages: ``{"type": "subscribed"|"unsubscribed", "channel"}``, ``{"type": "update",
 "channel", "data"}``, ``{"type": "exit", "channel", "data": {"pid", "alive": false, "reason"}}``
 (the process is gone — with its exit reason when the registry has ``monitor_process``; the
 subscription ends), ``{"type": "error", "channel"?, "errors": [...]}`` (same error objects as
-REST). Process and supervisor channels push only when something changed; system:metrics pushes
-every interval. Every push loop belongs to its socket: when the socket closes they are cancelled
-and awaited, so nothing is left running.
+REST), ``{"type": "trace", "channel", "data": {"events": [...], "dropped"}}`` and, when the
+session ends, ``{"type": "trace_end", "channel", "data": {"id", "reason", "events"}}``. Process
+and supervisor channels push only when something changed; system:metrics pushes every interval.
+Every push loop belongs to its socket: when the socket closes they are cancelled and awaited, so
+nothing is left running.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from ..dist import Atom
 from ..ops.errors import ErrorCode, OperationError, as_operation_error
+from ..ops.trace_sessions import TraceManager, Watcher
 from .envelope import error_object
 from .routes import check_node
 
@@ -137,9 +141,19 @@ class _Socket:
                     "unavailable; watch its processes with process:<pid>",
                 )
             return lambda: self._watch(channel, float(interval), node, operation, {"name": target})
+        if kind == "trace" and target:
+            manager = self.service.services.get(TraceManager)
+            if target not in manager.live:
+                raise OperationError(
+                    ErrorCode.not_found,
+                    f"no running trace session {target}; a finished one's events are at "
+                    f"GET /api/v1/traces/{target}",
+                )
+            watcher = manager.watch(target)
+            return lambda: self._trace(channel, manager, target, watcher)
         raise OperationError(
             ErrorCode.not_found,
-            f"no channel {channel!r}; channels: system:metrics, process:<pid>, supervisor:<name>",
+            f"no channel {channel!r}; channels: system:metrics, process:<pid>, supervisor:<name>, trace:<id>",
         )
 
     async def _guard(self, channel: str, loop: Callable[[], Awaitable[None]]) -> None:
@@ -214,6 +228,27 @@ class _Socket:
             return str(outcome.get("reason"))
         await asyncio.sleep(max(0.0, interval - (asyncio.get_running_loop().time() - started)))
         return None
+
+    async def _trace(self, channel: str, manager: TraceManager, trace_id: str, watcher: Watcher) -> None:
+        """Push a trace session's events as they are stored, then its end."""
+        try:
+            while True:
+                batch = await watcher.queue.get()
+                if batch is None:
+                    break
+                data = {"events": batch, "dropped": watcher.dropped}
+                await self.send({"type": "trace", "channel": channel, "data": data})
+            record = manager.store.get(trace_id)
+            end = {
+                "id": trace_id,
+                "reason": record.end_reason if record else None,
+                "events": record.events if record else None,
+                "dropped_here": watcher.dropped,
+            }
+            self.tasks.pop(channel, None)
+            await self.send({"type": "trace_end", "channel": channel, "data": end})
+        finally:
+            manager.unwatch(trace_id, watcher)
 
     async def _exited(self, channel: str, data: dict[str, Any]) -> None:
         self.tasks.pop(channel, None)

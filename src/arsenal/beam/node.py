@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..dist import Atom, Connection, LocalNode, NodeDown, RpcError, Term, split_node_name
+from ..dist import Atom, Connection, LocalNode, NodeDown, Process, RpcError, Term, split_node_name
 from .agent import AGENT_MODULE, AgentLoader
 from .errors import AgentError, ReadOnlyNode, UnknownNode
 
@@ -194,6 +194,11 @@ class Node:
                 raise
         await self._loader.ensure_loaded(self.connection, self.timeout * 2)
         return await self.call(module, function, args, timeout)
+
+    def spawn_process(self, *, mailbox_size: int | None = None) -> Process:
+        """A Python process on this node's connection, for things the node sends to (trace events,
+        monitors): it receives like an Erlang process, with a bounded mailbox."""
+        return self._local.spawn(mailbox_size=mailbox_size)
 
     async def unload_agent(self) -> list[str]:
         """Take the agent's modules out of the node."""

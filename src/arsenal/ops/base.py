@@ -13,13 +13,15 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from ..beam import Node, NodePool
+from ..store import Store
 
-__all__ = ["Context", "NoParams", "Operation", "Params", "Principal", "Result", "Severity"]
+__all__ = ["Context", "NoParams", "Operation", "Params", "Principal", "Result", "Services", "Severity"]
 
 
 class Severity(StrEnum):
@@ -53,6 +55,52 @@ class Principal:
     key_id: str | None = None
 
 
+S = TypeVar("S")
+
+
+class Services:
+    """The things one Arsenal shares between operations and calls: live trace sessions, the store.
+
+    Each is made on first use, ``kind(services)``, and kept; ``aclose`` closes them in reverse
+    order of creation (those with an ``aclose`` coroutine or a ``close`` method). Keyed by class,
+    so an operation module defines its own service without this module knowing it.
+    """
+
+    def __init__(self, home: Path | None = None) -> None:
+        self.home = home
+        self._items: dict[type[Any], Any] = {}
+        self._store: Store | None = None
+
+    def get(self, kind: type[S]) -> S:
+        item = self._items.get(kind)
+        if item is None:
+            item = self._items[kind] = kind(self)  # type: ignore[call-arg]
+        return item  # type: ignore[no-any-return]
+
+    @property
+    def store(self) -> Store:
+        """The database (``home/arsenal.db``, default ``$ARSENAL_HOME/arsenal.db``), opened on first use."""
+        if self._store is None:
+            self._store = Store(self.home / "arsenal.db" if self.home else None)
+        return self._store
+
+    def peek(self, kind: type[S]) -> S | None:
+        """The service if it was made, without making it."""
+        return self._items.get(kind)
+
+    async def aclose(self) -> None:
+        for item in reversed(list(self._items.values())):
+            closer = getattr(item, "aclose", None)
+            if closer is not None:
+                await closer()
+            elif hasattr(item, "close"):
+                item.close()
+        self._items.clear()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
 @dataclass
 class Context:
     """What an operation runs with: the node it targets, the pool it came from, the caller."""
@@ -61,6 +109,7 @@ class Context:
     node: Node | None
     principal: Principal = field(default_factory=Principal)
     correlation_id: str = ""
+    services: Services = field(default_factory=Services)
 
     def require_node(self) -> Node:
         if self.node is None:

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..beam import NodePool
-from .base import Context, Operation, Params, Principal, Result
+from .base import Context, Operation, Params, Principal, Result, Services
 from .errors import ErrorCode, OperationError, as_operation_error
 
 __all__ = ["AuditEvent", "Registry", "TelemetryEvent", "registry", "register"]
@@ -48,6 +48,7 @@ class TelemetryEvent:
     duration_ms: float
     ok: bool
     error_code: str | None
+    correlation_id: str = ""
 
 
 Authorizer = Callable[[type[Operation[Any, Any]], Context, Params], Awaitable[None] | None]
@@ -106,9 +107,16 @@ class Registry:
         node: str | None = None,
         principal: Principal | None = None,
         timeout: float | None = None,
+        correlation_id: str | None = None,
+        services: Services | None = None,
     ) -> Result:
-        """Run one operation through the whole pipeline; failures are :class:`OperationError`."""
+        """Run one operation through the whole pipeline; failures are :class:`OperationError`.
+
+        ``correlation_id`` ties the call's audit and telemetry events to the request that made it
+        (the REST API passes its request's id); a fresh one is made when none is given.
+        """
         started = time.perf_counter()
+        correlation_id = correlation_id or uuid.uuid4().hex
         operation = self.get(name)
         ctx: Context | None = None
         audited: AuditEvent | None = None
@@ -118,7 +126,8 @@ class Registry:
                 pool=pool,
                 node=pool.get(node) if operation.needs_node else _optional_node(pool, node),
                 principal=principal or Principal(),
-                correlation_id=uuid.uuid4().hex,
+                correlation_id=correlation_id,
+                services=services if services is not None else Services(),
             )
             _refuse_writes_to_read_only(operation, ctx)
             await self._authorize(operation, ctx, validated)
@@ -129,9 +138,9 @@ class Registry:
             if isinstance(exc, asyncio.CancelledError) and asyncio.current_task().cancelling():  # type: ignore[union-attr]
                 raise
             error = as_operation_error(exc, name)
-            await self._finish(operation, ctx, audited, started, error)
+            await self._finish(operation, ctx, audited, started, error, correlation_id)
             raise error from None
-        await self._finish(operation, ctx, audited, started, None)
+        await self._finish(operation, ctx, audited, started, None, correlation_id)
         return result
 
     async def _authorize(self, operation: type[Operation[Any, Any]], ctx: Context, params: Params) -> None:
@@ -163,6 +172,7 @@ class Registry:
         audited: AuditEvent | None,
         started: float,
         error: OperationError | None,
+        correlation_id: str,
     ) -> None:
         duration = (time.perf_counter() - started) * 1000
         code = error.code.value if error else None
@@ -178,7 +188,7 @@ class Registry:
             await _notify(self.auditors, after)
         node = ctx.node.name if ctx and ctx.node else None
         for sink in self.telemetry:
-            sink(TelemetryEvent(operation.name, node, duration, error is None, code))
+            sink(TelemetryEvent(operation.name, node, duration, error is None, code, correlation_id))
 
 
 def _refuse_writes_to_read_only(operation: type[Operation[Any, Any]], ctx: Context) -> None:

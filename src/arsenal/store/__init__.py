@@ -1,0 +1,7 @@
+"""``arsenal.store`` — Arsenal's embedded SQLite database: trace sessions now, audit and
+checkpoints as they land. One file, ``$ARSENAL_HOME/arsenal.db``, in WAL mode."""
+
+from .db import Store, default_home
+from .traces import TraceRecord, TraceStore
+
+__all__ = ["Store", "TraceRecord", "TraceStore", "default_home"]
