@@ -64,6 +64,7 @@
           owner_ref :: reference(),
           sink :: pid(),
           patterns = [] :: [{module(), atom(), arity() | '_'}],
+          profiles = [] :: [{module(), atom(), arity() | '_', call_count | call_time}],
           flags = [] :: [atom()],
           scope :: all | [pid()],
           alive = [] :: [pid()],
@@ -163,13 +164,17 @@ match_variables() ->
 %% pids => all | [pid()], limits => #{...}, force => boolean()}.
 spec(Raw) when is_map(Raw) ->
     try
-        Patterns = [pattern(P, maps:get(force, Raw, false) =:= true) || P <- list(maps:get(patterns, Raw, []))],
+        Force = maps:get(force, Raw, false) =:= true,
+        Patterns = [pattern(P, Force) || P <- list(maps:get(patterns, Raw, []))],
+        Profiles = [profile(P, Force) || P <- list(maps:get(profiles, Raw, []))],
         Flags = [flag(F) || F <- list(maps:get(flags, Raw, []))],
         Scope = scope(maps:get(pids, Raw, all)),
         Limits = limits(maps:get(limits, Raw, #{})),
-        (Patterns =/= [] orelse Flags =/= []) orelse throw({bad_spec, nothing_to_trace}),
-        length(Patterns) =< 20 orelse throw({bad_spec, too_many_patterns}),
-        {ok, #{patterns => Patterns, flags => lists:usort(Flags), scope => Scope, limits => Limits}}
+        (Patterns =/= [] orelse Flags =/= [] orelse Profiles =/= [])
+            orelse throw({bad_spec, nothing_to_trace}),
+        length(Patterns) + length(Profiles) =< 20 orelse throw({bad_spec, too_many_patterns}),
+        {ok, #{patterns => Patterns, profiles => Profiles, flags => lists:usort(Flags), scope => Scope,
+               limits => Limits}}
     catch
         throw:Reason -> {error, Reason}
     end;
@@ -210,6 +215,20 @@ pattern(#{module := M, function := F, arity := A, match_spec := MS} = P, Force)
     {M, F, A, Spec, Where};
 pattern(Other, _) ->
     throw({bad_pattern, Other}).
+
+%% A profiled function: call counts (call_count: every caller, no process
+%% flag needed) or counts and time per process (call_time: the processes in
+%% scope get the call flag), as cprof and eprof keep them.
+profile(#{module := M, function := F, arity := A, kind := Kind}, Force)
+  when is_atom(M), is_atom(F), (is_integer(A) andalso A >= 0 andalso A =< 255) orelse A =:= '_' ->
+    check_allowed(M, F, Force),
+    case Kind of
+        call_count -> {M, F, A, call_count};
+        call_time -> {M, F, A, call_time};
+        _ -> throw({bad_profile_kind, Kind})
+    end;
+profile(Other, _) ->
+    throw({bad_profile, Other}).
 
 clauses(MS) when is_list(MS), MS =/= [], length(MS) =< 20 ->
     [case C of
@@ -321,25 +340,34 @@ stop_if_idle(Result) ->
 
 start(_Spec, _Owner, #{sessions := Sessions}) when map_size(Sessions) >= ?MAX_SESSIONS ->
     {error, {too_many_sessions, ?MAX_SESSIONS}};
-start(#{patterns := Patterns, flags := Flags0, scope := Scope, limits := Limits}, Owner,
-      #{sessions := Sessions, next := Id} = State) ->
+start(#{patterns := Patterns, profiles := Profiles, flags := Flags0, scope := Scope, limits := Limits},
+      Owner, #{sessions := Sessions, next := Id} = State) ->
     Taken = [{M, F, A, SId} || #session{id = SId, patterns = Ps} <- maps:values(Sessions), {M, F, A} <- Ps],
-    case overlaps(Patterns, Taken) ++ foreign_tracers(Scope) ++ dead(Scope) of
+    Counted = [{M, F, A, SId} || #session{id = SId, profiles = Ps} <- maps:values(Sessions), {M, F, A, _} <- Ps],
+    Problems = overlaps(Patterns, Taken) ++ overlaps([{M, F, A, x, x} || {M, F, A, _} <- Profiles], Counted)
+        ++ foreign_tracers(Scope) ++ dead(Scope),
+    case Problems of
         [Problem | _] ->
             {error, Problem};
         [] ->
-            Flags = case Patterns of [] -> Flags0; _ -> lists:usort([call | Flags0]) end,
-            case apply_patterns(Patterns, []) of
-                {ok, Matched} ->
+            Timed = lists:keymember(call_time, 4, Profiles),
+            Flags = case Patterns =/= [] orelse Timed of
+                        true -> lists:usort([call | Flags0]);
+                        false -> Flags0
+                    end,
+            case apply_all(Patterns, Profiles) of
+                {ok, Matched, ProfileMatched} ->
                     Alive = case Scope of all -> []; _ -> Scope end,
                     [erlang:monitor(process, P) || P <- Alive],
                     set_flags(Scope, Flags),
                     S = #session{id = Id, owner = Owner, owner_ref = erlang:monitor(process, Owner),
                                  sink = Owner, patterns = [{M, F, A} || {M, F, A, _, _} <- Patterns],
+                                 profiles = Profiles,
                                  flags = Flags, scope = Scope, alive = Alive, limits = Limits,
                                  started = erlang:monotonic_time(millisecond),
                                  timer = erlang:send_after(maps:get(max_ms, Limits), self(), {expire, Id})},
-                    Reply = #{id => Id, hub => self(), patterns => Matched, limits => Limits, flags => Flags},
+                    Reply = #{id => Id, hub => self(), patterns => Matched, profiles => ProfileMatched,
+                              limits => Limits, flags => Flags},
                     {ok, Reply, State#{sessions := Sessions#{Id => S}, next := Id + 1}};
                 {error, _} = Error ->
                     Error
@@ -367,6 +395,43 @@ foreign_tracers(Pids) ->
 
 dead(all) -> [];
 dead(Pids) -> [{dead, P} || P <- Pids, not erlang:is_process_alive(P)].
+
+apply_all(Patterns, Profiles) ->
+    case apply_patterns(Patterns, []) of
+        {ok, Matched} ->
+            case apply_profiles(Profiles, []) of
+                {ok, ProfileMatched} ->
+                    {ok, Matched, ProfileMatched};
+                Error ->
+                    undo_patterns(Matched),
+                    Error
+            end;
+        Error ->
+            Error
+    end.
+
+apply_profiles([], Done) ->
+    {ok, lists:reverse(Done)};
+apply_profiles([{M, F, A, Kind} | Rest], Done) ->
+    case erlang:module_loaded(M) of
+        false ->
+            undo_profiles(Done),
+            {error, {not_loaded, M}};
+        true ->
+            %% Counters start from zero for this session.
+            erlang:trace_pattern({M, F, A}, restart, [Kind]),
+            case erlang:trace_pattern({M, F, A}, true, [Kind]) of
+                0 ->
+                    undo_profiles(Done),
+                    {error, {no_match, {M, F, A}}};
+                N ->
+                    apply_profiles(Rest, [{M, F, A, N, Kind} | Done])
+            end
+    end.
+
+undo_profiles(Done) ->
+    [erlang:trace_pattern({M, F, A}, false, [Kind]) || {M, F, A, _, Kind} <- Done],
+    ok.
 
 %% Set each pattern; undo the ones already set if one fails.
 apply_patterns([], Done) ->
@@ -543,11 +608,12 @@ finish(#session{id = Id, sink = Sink, timer = Timer} = S0, Reason, #{sessions :=
         false -> State;
         true ->
             Rest = maps:remove(Id, Sessions),
+            Profile = profile_results(S0#session.profiles),
             unapply(S0, maps:values(Rest)),
             S = flush(S0),
             _ = erlang:cancel_timer(Timer),
             erlang:demonitor(S#session.owner_ref, [flush]),
-            Stats = #{events => S#session.count, dropped => S#session.dropped,
+            Stats = #{events => S#session.count, dropped => S#session.dropped, profile => Profile,
                       truncated => S#session.truncated,
                       duration_ms => erlang:monotonic_time(millisecond) - S#session.started},
             _ = erlang:send(Sink, {arsenal_trace_done, Id, Reason, Stats}, [nosuspend]),
@@ -556,11 +622,12 @@ finish(#session{id = Id, sink = Sink, timer = Timer} = S0, Reason, #{sessions :=
 
 %% Remove this session's patterns, and its flags from the processes no
 %% remaining session needs them on.
-unapply(#session{patterns = Patterns, flags = Flags, scope = Scope}, Others) ->
+unapply(#session{patterns = Patterns, profiles = Profiles, flags = Flags, scope = Scope}, Others) ->
     [begin
          erlang:trace_pattern(MFA, false, [local]),
          erlang:trace_pattern(MFA, false, [global])
      end || MFA <- Patterns],
+    [erlang:trace_pattern({M, F, A}, false, [Kind]) || {M, F, A, Kind} <- Profiles],
     NeededEverywhere = lists:usort(lists:append([Fs || #session{flags = Fs, scope = all} <- Others])),
     case Scope of
         all ->
@@ -612,6 +679,42 @@ drain() ->
         Msg when element(1, Msg) =:= trace_ts; element(1, Msg) =:= trace -> drain()
     after 0 -> ok
     end.
+
+%% What the profiled functions counted: per function the calls and, for
+%% call_time, the microseconds and the 5 processes that spent most, the
+%% 200 functions with the most time (then calls). Read before the patterns
+%% are removed (removing them resets the counters).
+-define(MAX_PROFILE_ROWS, 200).
+profile_results([]) ->
+    [];
+profile_results(Profiles) ->
+    Rows = lists:append([profile_rows(M, F, A, Kind) || {M, F, A, Kind} <- Profiles]),
+    Sorted = lists:sort(fun(#{time_us := T1, calls := C1}, #{time_us := T2, calls := C2}) ->
+                                {T1, C1} >= {T2, C2}
+                        end, Rows),
+    lists:sublist(Sorted, ?MAX_PROFILE_ROWS).
+
+profile_rows(M, F, A, Kind) ->
+    Functions = try M:module_info(functions) catch error:_ -> [] end,
+    [Row || {Fn, Ar} <- Functions, wild_eq(F, Fn), wild_eq(A, Ar),
+            Row <- [profile_row({M, Fn, Ar}, Kind)], maps:get(calls, Row) > 0].
+
+profile_row(MFA, call_count) ->
+    Calls = case erlang:trace_info(MFA, call_count) of
+                {call_count, N} when is_integer(N) -> N;
+                _ -> 0
+            end,
+    #{mfa => MFA, calls => Calls, time_us => 0, processes => []};
+profile_row(MFA, call_time) ->
+    PerPid = case erlang:trace_info(MFA, call_time) of
+                 {call_time, L} when is_list(L) ->
+                     [{S * 1000000 + Us, C, P} || {P, C, S, Us} <- L];
+                 _ -> []
+             end,
+    Top = lists:sublist(lists:reverse(lists:sort(PerPid)), 5),
+    #{mfa => MFA, calls => lists:sum([C || {_, C, _} <- PerPid]),
+      time_us => lists:sum([T || {T, _, _} <- PerPid]),
+      processes => [#{pid => P, calls => C, time_us => T} || {T, C, P} <- Top]}.
 
 describe(#session{id = Id, owner = Owner, patterns = Ps, flags = Fs, scope = Scope, count = C,
                   limits = L, started = Started, dropped = D, truncated = T}) ->

@@ -57,6 +57,9 @@ class TraceEnd:
     dropped: int = 0
     truncated: int = 0
     duration_ms: int = 0
+    profile: list[Any] = field(default_factory=list)
+    """For profiling sessions: one map per counted function (mfa, calls, time_us, processes),
+    read by the hub just before it removed the counters."""
 
 
 @dataclass
@@ -115,6 +118,7 @@ class TraceSession:
                 dropped=stats.get("dropped", 0),
                 truncated=stats.get("truncated", 0),
                 duration_ms=stats.get("duration_ms", 0),
+                profile=list(stats.get("profile", [])),
             )
         elif (
             isinstance(message, tuple)
