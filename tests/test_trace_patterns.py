@@ -239,6 +239,8 @@ ELIXIR_CASES = [
     ("Mod.fun/2", "Elixir.Mod", "fun", 2, [(ANY, [], [])], set()),
     (":ets.lookup/2", "ets", "lookup", 2, [(ANY, [], [])], set()),
     ("MyApp.Worker.handle_call/3", "Elixir.MyApp.Worker", "handle_call", 3, [(ANY, [], [])], set()),
+    # Elixir.Foo is Foo, as in Elixir: the prefix written out is not doubled.
+    ("Elixir.MyApp.Worker.handle_call/3", "Elixir.MyApp.Worker", "handle_call", 3, [(ANY, [], [])], set()),
     ("Enum.map(_, _)", "Elixir.Enum", "map", 2, [([ANY, ANY], [], [])], set()),
     ("Mod", "Elixir.Mod", None, None, [(ANY, [], [])], set()),
     ("Mod._ -> return", "Elixir.Mod", None, None, [(ANY, [], RETURN)], {"return"}),

@@ -819,6 +819,8 @@ class _Parser:
         while self.at("op", ".") and self.peek().kind == "alias":
             self.advance()
             parts.append(self.advance().value)
+        if parts[0] == "Elixir" and len(parts) > 1:  # Elixir.Foo is Foo, as in Elixir itself
+            parts = parts[1:]
         return self.atom("Elixir." + ".".join(parts), token)
 
     def _strings(self) -> str:

@@ -93,7 +93,7 @@ class TraceManager:
         language = trace.node.language
         try:
             async for batch in trace.session.batches():
-                rendered = [render_event(event, language) for event in batch]
+                rendered = [render_event(event, language, trace.node.name) for event in batch]
                 trace.events += len(rendered)
                 self.store.append(trace.id, rendered)
                 for watcher in trace.watchers:
@@ -257,8 +257,9 @@ def _mfa(value: Term) -> str:
 # ---------------------------------------------------------------------- events as JSON
 
 
-def render_event(event: TraceEvent, language: str) -> dict[str, Any]:
-    """A trace event as the API and the store serve it: text in the node's language."""
+def render_event(event: TraceEvent, language: str, local_node: str | None = None) -> dict[str, Any]:
+    """A trace event as the API and the store serve it: text in the node's language, the node's own
+    pids written as requests write them (``<0.N.S>``, ``#PID<0.N.S>``)."""
     row: dict[str, Any] = {
         "seq": event.seq,
         "time_us": event.time_us,
@@ -274,7 +275,7 @@ def render_event(event: TraceEvent, language: str) -> dict[str, Any]:
             truncated = True
             preview = term[2].decode(errors="replace") if isinstance(term[2], bytes) else ""
             return f"... ({term[1]} bytes, truncated) {preview}"
-        return render(term, language, max_items=MAX_ITEMS)
+        return render(term, language, max_items=MAX_ITEMS, local_node=local_node)
 
     kind, a, b = event.kind, event.a, event.b
     if kind == "call" and isinstance(a, tuple) and len(a) == 3:
@@ -292,7 +293,7 @@ def render_event(event: TraceEvent, language: str) -> dict[str, Any]:
             row["reason"] = text(b[1])
     elif kind in ("send", "send_to_non_existing_process"):
         row["message"] = text(a)
-        row["to"] = _id(b, language)
+        row["to"] = _id(b, language, local_node)
     elif kind == "receive":
         row["message"] = text(a)
     elif kind == "exit":
@@ -310,7 +311,7 @@ def render_event(event: TraceEvent, language: str) -> dict[str, Any]:
     return row
 
 
-def _id(value: Term, language: str) -> str:
+def _id(value: Term, language: str, local_node: str | None = None) -> str:
     if isinstance(value, Pid):
         return pid_text(value)
-    return render(value, language, max_items=20)
+    return render(value, language, max_items=20, local_node=local_node)

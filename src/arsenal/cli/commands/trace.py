@@ -150,8 +150,19 @@ def _print_event(event: dict[str, Any], as_json: bool) -> None:
     console.print(escape(event_line(event)), highlight=False, soft_wrap=True)
 
 
+MAX_FIELD = 300
+
+
+def _short(text: str) -> str:
+    """A long argument, message or result cut for the terminal (--json and the store keep it all)."""
+    return text if len(text) <= MAX_FIELD else text[: MAX_FIELD - 1] + "…"
+
+
 def event_line(event: dict[str, Any]) -> str:
-    """One event as a person reads it: time, pid, then what happened."""
+    """One event as a person reads it: time, pid, then what happened (long terms cut)."""
+    event = {k: _short(v) if isinstance(v, str) else v for k, v in event.items()}
+    if isinstance(event.get("args"), list):
+        event["args"] = [_short(a) for a in event["args"]]
     clock = event["time"][11:26]
     kind, pid = event["kind"], event["pid"]
     if kind == "call":
