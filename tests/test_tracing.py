@@ -528,3 +528,57 @@ def test_cli_trace_streams_json_lines(erl, cookie, tmp_path) -> None:
         [*command, "traces", "--json"], capture_output=True, text=True, env=env, timeout=60
     )
     assert summary["id"] in {t["id"] for t in json.loads(listed.stdout)["traces"]}
+
+
+def test_cli_live_view_in_a_terminal(erl, cookie) -> None:
+    """In a terminal, events scroll above a status line that counts them against the limits."""
+    import pty
+    import select
+
+    env = {**os.environ, "ARSENAL_COOKIE": cookie, "PYTHONPATH": str(ROOT / "src"), "COLUMNS": "200"}
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "arsenal",
+            "trace",
+            "--messages",
+            "demo_worker_1",
+            "--node",
+            erl.name,
+            "-l",
+            "2",
+            "--for",
+            "20s",
+        ],
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        env=env,
+        close_fds=True,
+    )
+    os.close(secondary)
+    output = b""
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([primary], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(primary, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            elif proc.poll() is not None:
+                break
+        assert proc.wait(10) == 0, output.decode(errors="replace")
+    finally:
+        os.close(primary)
+        if proc.poll() is None:
+            proc.kill()
+    text = output.decode(errors="replace")
+    assert "/2 events" in text and "trips above 1000/s" in text, text  # the live status line
+    assert text.count("<< tick") == 2 and "2 events; ended: max_events" in text, text

@@ -13,13 +13,16 @@ import contextlib
 import json
 import re
 import sys
+import time
 from typing import Annotated, Any
 
 import typer
+from rich.live import Live
 from rich.markup import escape
+from rich.text import Text
 
 from ...client import Arsenal
-from ...ops.trace_sessions import TraceManager
+from ...ops.trace_sessions import TraceManager, Watcher
 from ..main import (
     CookieOption,
     JsonOption,
@@ -112,13 +115,13 @@ async def _watch(
             errors.print(
                 f"tracing {escape(what)} on {node} — session {trace_id}; Ctrl-C stops", highlight=False
             )
+        live_view = not as_json and console.is_terminal
         try:
-            while watcher is not None:
-                batch = await watcher.queue.get()
-                if batch is None:
-                    break
-                for event in batch:
-                    _print_event(event, as_json)
+            if watcher is not None:
+                if live_view:
+                    await _live(watcher, params, started.started_at)  # type: ignore[attr-defined]
+                else:
+                    await _stream(watcher, as_json)
         except (KeyboardInterrupt, asyncio.CancelledError):
             await manager.stop(trace_id)
         finally:
@@ -140,6 +143,45 @@ async def _watch(
                     + (f" ({record.dropped} dropped by the node)" if record.dropped else ""),
                     highlight=False,
                 )
+
+
+async def _stream(watcher: Watcher, as_json: bool) -> None:
+    while True:
+        batch = await watcher.queue.get()
+        if batch is None:
+            return
+        for event in batch:
+            _print_event(event, as_json)
+
+
+async def _live(watcher: Watcher, params: dict[str, Any], started_at: float) -> None:
+    """Events scroll above a status line that shows the session against its limits, refreshed
+    four times a second (a terminal only: pipes get plain lines)."""
+    count = 0
+    limit, duration, rate = params["max_events"], params["duration"], params["rate"]
+
+    def status() -> Text:
+        elapsed = time.time() - started_at
+        dropped = f" · {watcher.dropped} not shown (terminal too slow)" if watcher.dropped else ""
+        return Text(
+            f"{count}/{limit} events · {elapsed:.1f}/{duration:g} s · trips above {rate}/s · Ctrl-C stops"
+            + dropped,
+            style="dim",
+        )
+
+    with Live(status(), console=console, refresh_per_second=4, transient=True) as live:
+        while True:
+            try:
+                batch = await asyncio.wait_for(watcher.queue.get(), 0.25)
+            except TimeoutError:
+                live.update(status())
+                continue
+            if batch is None:
+                return
+            for event in batch:
+                count += 1
+                live.console.print(escape(event_line(event)), highlight=False, soft_wrap=True)
+            live.update(status())
 
 
 def _print_event(event: dict[str, Any], as_json: bool) -> None:
