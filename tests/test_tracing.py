@@ -582,3 +582,22 @@ def test_cli_live_view_in_a_terminal(erl, cookie) -> None:
     text = output.decode(errors="replace")
     assert "/2 events" in text and "trips above 1000/s" in text, text  # the live status line
     assert text.count("<< tick") == 2 and "2 events; ended: max_events" in text, text
+
+
+async def test_unloading_the_agent_ends_sessions_and_undoes_them(make_node, cookie) -> None:
+    """The hub is stopped through its own code before its module goes, so nothing stays set."""
+    target = make_node("traceunload", demo=True)
+    service = await _service(target.name, cookie)
+    try:
+        await service.pool.get(target.name).call("arsenal_test_support", "busy_caller", [5, 5])
+        calls = await service.run(
+            "trace_calls",
+            {"patterns": ["arsenal_test_support:traced/1"], "max_events": 100000, "duration": 30},
+        )
+        await service.pool.get(target.name).unload_agent()
+        info = await _wait_finished(service, calls.id)
+        assert info.end_reason == "hub_stopped", info
+        assert info.events > 0
+        await _assert_clean(service, target.name)
+    finally:
+        await service.close()

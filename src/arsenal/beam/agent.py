@@ -8,12 +8,13 @@ purged and replaced, as ``code:load_binary/3`` requires.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ..dist import Atom, Connection, RpcError, charlist
+from ..dist import Atom, Connection, Pid, RpcError, charlist
 from .errors import AgentError, AgentNotBuilt
 
 __all__ = ["AgentLoader", "AgentModule", "AGENT_MODULE"]
@@ -81,8 +82,18 @@ class AgentLoader:
             loaded.append(module.name)
         return loaded
 
+    async def _stop_server(self, conn: Connection, module: AgentModule, timeout: float) -> None:
+        """Stop the agent's server registered under the module's name (the tracer hub) through
+        its own code, so it undoes what it set (trace flags and patterns) before the code it runs
+        is replaced or purged; a purge would kill it with nothing undone."""
+        mod = Atom(module.name)
+        if isinstance(await conn.rpc("erlang", "whereis", [mod], timeout), Pid):
+            with contextlib.suppress(RpcError):  # it ended on its own meanwhile
+                await conn.rpc("gen_server", "stop", [mod, Atom("normal"), 5000], timeout)
+
     async def _load(self, conn: Connection, module: AgentModule, timeout: float) -> None:
         mod = Atom(module.name)
+        await self._stop_server(conn, module, timeout)
         # A module with old code still resident cannot be loaded again: purge first.
         await conn.rpc("code", "purge", [mod], timeout)
         result = await conn.rpc(
@@ -101,6 +112,7 @@ class AgentLoader:
         removed = []
         for module in self.modules:
             mod = Atom(module.name)
+            await self._stop_server(conn, module, timeout)
             await conn.rpc("code", "purge", [mod], timeout)
             if await conn.rpc("code", "delete", [mod], timeout) is True:
                 removed.append(module.name)
