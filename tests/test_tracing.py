@@ -13,10 +13,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 from httpx_ws import aconnect_ws
 from httpx_ws.transport import ASGIWebSocketTransport
 
@@ -77,115 +79,109 @@ async def _service(node: str, cookie: str, role: str = "admin") -> Arsenal:
     return service
 
 
+@pytest_asyncio.fixture
+async def service(erl, cookie) -> AsyncIterator[Arsenal]:
+    """An admin Arsenal attached to the session's erl node; the test's busy caller stopped after."""
+    arsenal = await _service(erl.name, cookie)
+    yield arsenal
+    await _quiet(arsenal, erl.name)
+    await arsenal.close()
+
+
 # ---------------------------------------------------------------------- calls, results, limits
 
 
-async def test_trace_calls_with_conditions_results_and_callers(erl, cookie) -> None:
-    service = await _service(erl.name, cookie)
-    try:
-        await _eval(service, erl.name, BUSY.format(ms=5, seconds=3))
-        started = await service.run(
-            "trace_calls",
-            {
-                "patterns": ["arsenal_test_support:traced(N) when N rem 2 =:= 0 -> return, caller"],
-                "max_events": 8,
-                "duration": 10,
-                "wait": True,
-            },
-        )
-        assert started.status == "finished" and started.end_reason == "max_events"
-        assert started.events == 8 and started.patterns[0].functions == 1
-        assert started.patterns[0].actions == ["caller", "return"]
-        calls = [e for e in started.results if e["kind"] == "call"]
-        returns = [e for e in started.results if e["kind"] == "return_from"]
-        assert calls and returns
-        assert all(int(e["args"][0]) % 2 == 0 for e in calls), calls  # the condition ran in the node
-        assert all(e["mfa"] == "arsenal_test_support:traced/1" for e in calls + returns)
-        assert all(e["caller"] == "arsenal_test_support:busy_loop/2" for e in calls), calls
-        assert all(e["result"].startswith("{traced,") for e in returns), returns
-        assert [e["seq"] for e in started.results] == list(range(1, 9))
+async def test_trace_calls_with_conditions_results_and_callers(erl, service: Arsenal) -> None:
+    await _eval(service, erl.name, BUSY.format(ms=5, seconds=3))
+    started = await service.run(
+        "trace_calls",
+        {
+            "patterns": ["arsenal_test_support:traced(N) when N rem 2 =:= 0 -> return, caller"],
+            "max_events": 8,
+            "duration": 10,
+            "wait": True,
+        },
+    )
+    assert started.status == "finished" and started.end_reason == "max_events"
+    assert started.events == 8 and started.patterns[0].functions == 1
+    assert started.patterns[0].actions == ["caller", "return"]
+    calls = [e for e in started.results if e["kind"] == "call"]
+    returns = [e for e in started.results if e["kind"] == "return_from"]
+    assert calls and returns
+    assert all(int(e["args"][0]) % 2 == 0 for e in calls), calls  # the condition ran in the node
+    assert all(e["mfa"] == "arsenal_test_support:traced/1" for e in calls + returns)
+    assert all(e["caller"] == "arsenal_test_support:busy_loop/2" for e in calls), calls
+    assert all(e["result"].startswith("{traced,") for e in returns), returns
+    assert [e["seq"] for e in started.results] == list(range(1, 9))
 
-        page = await service.run("get_trace_results", {"id": started.id, "after": 3, "limit": 2})
-        assert [e["seq"] for e in page.events] == [4, 5] and page.next_after == 5
-        assert page.trace.status == "finished" and page.trace.events == 8
-        listed = await service.run("list_traces", {"limit": 5})
-        assert started.id in [t.id for t in listed.traces]
-        await _assert_clean(service, erl.name)
-    finally:
-        await _quiet(service, erl.name)
-        await service.close()
+    page = await service.run("get_trace_results", {"id": started.id, "after": 3, "limit": 2})
+    assert [e["seq"] for e in page.events] == [4, 5] and page.next_after == 5
+    assert page.trace.status == "finished" and page.trace.events == 8
+    listed = await service.run("list_traces", {"limit": 5})
+    assert started.id in [t.id for t in listed.traces]
+    await _assert_clean(service, erl.name)
 
 
-async def test_limits_trip_inside_the_node(erl, cookie) -> None:
-    service = await _service(erl.name, cookie)
-    try:
-        await _eval(service, erl.name, BUSY.format(ms=0, seconds=3))
-        tripped = await service.run(
-            "trace_calls",
-            {"patterns": ["arsenal_test_support:traced/1"], "max_events": 100000, "rate": 50, "wait": True},
-        )
-        assert tripped.end_reason == "rate_limit" and tripped.events == 50
-        await _assert_clean(service, erl.name)
+async def test_limits_trip_inside_the_node(erl, service: Arsenal) -> None:
+    await _eval(service, erl.name, BUSY.format(ms=0, seconds=3))
+    tripped = await service.run(
+        "trace_calls",
+        {"patterns": ["arsenal_test_support:traced/1"], "max_events": 100000, "rate": 50, "wait": True},
+    )
+    assert tripped.end_reason == "rate_limit" and tripped.events == 50
+    await _assert_clean(service, erl.name)
 
-        timed = await service.run(
-            "trace_calls",
-            {"patterns": ["arsenal_test_support:never_called/0"], "duration": 0.3, "wait": True},
-        )
-        assert timed.end_reason == "max_ms" and timed.events == 0
-        await _assert_clean(service, erl.name)
+    timed = await service.run(
+        "trace_calls",
+        {"patterns": ["arsenal_test_support:never_called/0"], "duration": 0.3, "wait": True},
+    )
+    assert timed.end_reason == "max_ms" and timed.events == 0
+    await _assert_clean(service, erl.name)
 
-        cut = await service.run(
-            "trace_calls",
-            {
-                "patterns": ["arsenal_test_support:traced/1 -> return"],
-                "max_events": 4,
-                "max_bytes": 64,
-                "wait": True,
-            },
-        )
-        results = [e for e in cut.results if e["kind"] == "return_from"]
-        assert results and all(e["truncated"] and "bytes, truncated" in e["result"] for e in results)
-        assert cut.truncated >= len(results)
-        await _assert_clean(service, erl.name)
-    finally:
-        await _quiet(service, erl.name)
-        await service.close()
+    cut = await service.run(
+        "trace_calls",
+        {
+            "patterns": ["arsenal_test_support:traced/1 -> return"],
+            "max_events": 4,
+            "max_bytes": 64,
+            "wait": True,
+        },
+    )
+    results = [e for e in cut.results if e["kind"] == "return_from"]
+    assert results and all(e["truncated"] and "bytes, truncated" in e["result"] for e in results)
+    assert cut.truncated >= len(results)
+    await _assert_clean(service, erl.name)
 
 
-async def test_a_tracer_that_falls_behind_stops_all_tracing(erl, cookie) -> None:
+async def test_a_tracer_that_falls_behind_stops_all_tracing(erl, service: Arsenal) -> None:
     """The hub is suspended so its queue grows past max_queue: every session trips at once."""
-    service = await _service(erl.name, cookie)
-    try:
-        await _quiet(service, erl.name)  # loads the test module, whose functions are traced
-        first = await service.run(
-            "trace_calls",
-            {
-                "patterns": ["arsenal_test_support:traced/1"],
-                "max_events": 1_000_000,
-                "rate": 1_000_000,
-                "max_queue": 200,
-                "duration": 20,
-            },
-        )
-        second = await service.run(
-            "trace_messages", {"pids": ["demo_worker_1"], "max_events": 1000, "duration": 20}
-        )
-        # A suspension lasts as long as the process that made it: this one holds it for 1.5 s.
-        await _eval(
-            service,
-            erl.name,
-            "H = arsenal_agent_trace:hub(), S = self(), "
-            "spawn(fun() -> erlang:suspend_process(H), S ! held, timer:sleep(1500), "
-            "erlang:resume_process(H) end), receive held -> ok end",
-        )
-        await _eval(service, erl.name, BUSY.format(ms=0, seconds=1))
-        for trace_id in (first.id, second.id):
-            info = await _wait_finished(service, trace_id)
-            assert info.end_reason == "queue_overflow", info
-        await _assert_clean(service, erl.name)
-    finally:
-        await _quiet(service, erl.name)
-        await service.close()
+    await _quiet(service, erl.name)  # loads the test module, whose functions are traced
+    first = await service.run(
+        "trace_calls",
+        {
+            "patterns": ["arsenal_test_support:traced/1"],
+            "max_events": 1_000_000,
+            "rate": 1_000_000,
+            "max_queue": 200,
+            "duration": 20,
+        },
+    )
+    second = await service.run(
+        "trace_messages", {"pids": ["demo_worker_1"], "max_events": 1000, "duration": 20}
+    )
+    # A suspension lasts as long as the process that made it: this one holds it for 1.5 s.
+    await _eval(
+        service,
+        erl.name,
+        "H = arsenal_agent_trace:hub(), S = self(), "
+        "spawn(fun() -> erlang:suspend_process(H), S ! held, timer:sleep(1500), "
+        "erlang:resume_process(H) end), receive held -> ok end",
+    )
+    await _eval(service, erl.name, BUSY.format(ms=0, seconds=1))
+    for trace_id in (first.id, second.id):
+        info = await _wait_finished(service, trace_id)
+        assert info.end_reason == "queue_overflow", info
+    await _assert_clean(service, erl.name)
 
 
 async def _wait_finished(service: Arsenal, trace_id: str, timeout: float = 10.0) -> Any:
@@ -200,95 +196,80 @@ async def _wait_finished(service: Arsenal, trace_id: str, timeout: float = 10.0)
 # ---------------------------------------------------------------------- messages, processes, sessions
 
 
-async def test_messages_process_lifecycle_and_history(erl, cookie) -> None:
-    service = await _service(erl.name, cookie)
-    try:
-        echo = await service.pool.get(erl.name).call("arsenal_test_support", "start_echo", [])
-        pid = f"<0.{echo.id}.{echo.serial}>"
-        session = await service.run("trace_process", {"pid": pid, "max_events": 50, "duration": 10})
-        echoed = await _eval(
-            service,
-            erl.name,
-            f'list_to_pid("{pid}") ! {{echo, self(), hello}}, receive hello -> ok after 2000 -> late end',
-        )
-        assert echoed == Atom("ok")
-        await _eval(service, erl.name, f'exit(list_to_pid("{pid}"), kill).')
-        info = await _wait_finished(service, session.id)
-        assert info.end_reason == "processes_exited", info
-        events = (await service.run("get_trace_results", {"id": session.id})).events
-        kinds = [e["kind"] for e in events]
-        assert "receive" in kinds and "send" in kinds and "exit" in kinds, kinds
-        sent = next(e for e in events if e["kind"] == "send")
-        assert sent["message"] == "hello" and sent["pid"] == pid
-        exit_event = next(e for e in events if e["kind"] == "exit")
-        assert exit_event["reason"] == "killed"
+async def test_messages_process_lifecycle_and_history(erl, service: Arsenal) -> None:
+    echo = await service.pool.get(erl.name).call("arsenal_test_support", "start_echo", [])
+    pid = f"<0.{echo.id}.{echo.serial}>"
+    session = await service.run("trace_process", {"pid": pid, "max_events": 50, "duration": 10})
+    echoed = await _eval(
+        service,
+        erl.name,
+        f'list_to_pid("{pid}") ! {{echo, self(), hello}}, receive hello -> ok after 2000 -> late end',
+    )
+    assert echoed == Atom("ok")
+    await _eval(service, erl.name, f'exit(list_to_pid("{pid}"), kill).')
+    info = await _wait_finished(service, session.id)
+    assert info.end_reason == "processes_exited", info
+    events = (await service.run("get_trace_results", {"id": session.id})).events
+    kinds = [e["kind"] for e in events]
+    assert "receive" in kinds and "send" in kinds and "exit" in kinds, kinds
+    sent = next(e for e in events if e["kind"] == "send")
+    assert sent["message"] == "hello" and sent["pid"] == pid
+    exit_event = next(e for e in events if e["kind"] == "exit")
+    assert exit_event["reason"] == "killed"
 
-        history = await service.run("get_process_history", {"pid": pid})
-        assert history.pid == pid and {e["kind"] for e in history.events} >= {"receive", "send", "exit"}
-        assert all(e["trace"] == session.id for e in history.events)
-        times = [e["time_us"] for e in history.events]
-        assert times == sorted(times, reverse=True)
-        await _assert_clean(service, erl.name)
-    finally:
-        await _quiet(service, erl.name)
-        await service.close()
+    history = await service.run("get_process_history", {"pid": pid})
+    assert history.pid == pid and {e["kind"] for e in history.events} >= {"receive", "send", "exit"}
+    assert all(e["trace"] == session.id for e in history.events)
+    times = [e["time_us"] for e in history.events]
+    assert times == sorted(times, reverse=True)
+    await _assert_clean(service, erl.name)
 
 
-async def test_sessions_run_side_by_side_without_stealing_events(erl, cookie) -> None:
-    service = await _service(erl.name, cookie)
-    try:
-        await _eval(service, erl.name, BUSY.format(ms=2, seconds=4))
-        calls = await service.run(
-            "trace_calls", {"patterns": ["arsenal_test_support:traced/1"], "max_events": 20, "duration": 10}
-        )
-        others = await service.run(
-            "trace_calls",
-            {"patterns": ["arsenal_test_support:busy_loop/2"], "max_events": 20, "duration": 10},
-        )
-        messages = await service.run(
-            "trace_messages", {"pids": ["demo_worker_1"], "max_events": 2, "duration": 10}
-        )
-        overlap = await _failure(
-            ErrorCode.conflict,
-            service.run("trace_calls", {"patterns": ["arsenal_test_support:traced/_"], "duration": 5}),
-        )
-        assert calls.id in overlap.message
-        for trace_id in (calls.id, others.id, messages.id):
-            assert (await _wait_finished(service, trace_id)).end_reason == "max_events"
-        first = (await service.run("get_trace_results", {"id": calls.id})).events
-        second = (await service.run("get_trace_results", {"id": others.id})).events
-        third = (await service.run("get_trace_results", {"id": messages.id})).events
-        assert {e["mfa"] for e in first} == {"arsenal_test_support:traced/1"}
-        assert {e["mfa"] for e in second} == {"arsenal_test_support:busy_loop/2"}
-        assert {e["kind"] for e in third} <= {"send", "receive"} and len(third) == 2
-        await _assert_clean(service, erl.name)
-    finally:
-        await _quiet(service, erl.name)
-        await service.close()
+async def test_sessions_run_side_by_side_without_stealing_events(erl, service: Arsenal) -> None:
+    await _eval(service, erl.name, BUSY.format(ms=2, seconds=4))
+    calls = await service.run(
+        "trace_calls", {"patterns": ["arsenal_test_support:traced/1"], "max_events": 20, "duration": 10}
+    )
+    others = await service.run(
+        "trace_calls",
+        {"patterns": ["arsenal_test_support:busy_loop/2"], "max_events": 20, "duration": 10},
+    )
+    messages = await service.run(
+        "trace_messages", {"pids": ["demo_worker_1"], "max_events": 2, "duration": 10}
+    )
+    overlap = await _failure(
+        ErrorCode.conflict,
+        service.run("trace_calls", {"patterns": ["arsenal_test_support:traced/_"], "duration": 5}),
+    )
+    assert calls.id in overlap.message
+    for trace_id in (calls.id, others.id, messages.id):
+        assert (await _wait_finished(service, trace_id)).end_reason == "max_events"
+    first = (await service.run("get_trace_results", {"id": calls.id})).events
+    second = (await service.run("get_trace_results", {"id": others.id})).events
+    third = (await service.run("get_trace_results", {"id": messages.id})).events
+    assert {e["mfa"] for e in first} == {"arsenal_test_support:traced/1"}
+    assert {e["mfa"] for e in second} == {"arsenal_test_support:busy_loop/2"}
+    assert {e["kind"] for e in third} <= {"send", "receive"} and len(third) == 2
+    await _assert_clean(service, erl.name)
 
 
-async def test_stop_and_the_owner_going_away_end_sessions(erl, cookie) -> None:
-    service = await _service(erl.name, cookie)
-    try:
-        session = await service.run(
-            "trace_messages", {"pids": ["demo_worker_1"], "max_events": 1000, "duration": 60}
-        )
-        stopped = await service.run("stop_trace", {"id": session.id})
-        assert stopped.status == "finished" and stopped.end_reason == "stopped"
-        await _assert_clean(service, erl.name)
-        # A second stop is harmless; an unknown id is not found.
-        assert (await service.run("stop_trace", {"id": session.id})).end_reason == "stopped"
-        await _failure(ErrorCode.not_found, service.run("stop_trace", {"id": "abcdef123456"}))
+async def test_stop_and_the_owner_going_away_end_sessions(erl, cookie, service: Arsenal) -> None:
+    session = await service.run(
+        "trace_messages", {"pids": ["demo_worker_1"], "max_events": 1000, "duration": 60}
+    )
+    stopped = await service.run("stop_trace", {"id": session.id})
+    assert stopped.status == "finished" and stopped.end_reason == "stopped"
+    await _assert_clean(service, erl.name)
+    # A second stop is harmless; an unknown id is not found.
+    assert (await service.run("stop_trace", {"id": session.id})).end_reason == "stopped"
+    await _failure(ErrorCode.not_found, service.run("stop_trace", {"id": "abcdef123456"}))
 
-        # Another Arsenal starts a session and goes away without stopping it.
-        other = await _service(erl.name, cookie)
-        await other.run("trace_messages", {"pids": ["demo_worker_1"], "max_events": 1000, "duration": 60})
-        assert (await _trace_state(service, erl.name))["hub"] != Atom("undefined")
-        await other.pool.close()  # the connection drops: the node ends the session by itself
-        await _assert_clean(service, erl.name)
-    finally:
-        await _quiet(service, erl.name)
-        await service.close()
+    # Another Arsenal starts a session and goes away without stopping it.
+    other = await _service(erl.name, cookie)
+    await other.run("trace_messages", {"pids": ["demo_worker_1"], "max_events": 1000, "duration": 60})
+    assert (await _trace_state(service, erl.name))["hub"] != Atom("undefined")
+    await other.pool.close()  # the connection drops: the node ends the session by itself
+    await _assert_clean(service, erl.name)
 
 
 def test_a_killed_cli_leaves_nothing_behind(erl, cookie) -> None:
