@@ -55,7 +55,7 @@ from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from functools import lru_cache
 from itertools import islice
-from typing import Any, Literal, TypeAlias
+from typing import Any, ClassVar, Literal, TypeAlias
 
 from arsenal.dist.terms import (
     Atom,
@@ -131,7 +131,6 @@ class _Child:
 
 _Part: TypeAlias = "str | _Child"
 _Expansion: TypeAlias = "str | list[_Part]"
-_Handler: TypeAlias = "Callable[[Any, int], _Expansion]"
 
 
 # ---------------------------------------------------------------------------
@@ -434,30 +433,39 @@ class _Syntax(ABC):
 
     item_separator = ","
 
+    # Which method renders each kind of term, looked up once per class (not per call: a trace
+    # renders hundreds of thousands of small terms, and building this table each time cost more
+    # than the rendering).
+    _handler_names: ClassVar[dict[type, str]] = {
+        bool: "boolean",
+        int: "integer",
+        float: "float_",
+        Atom: "atom",
+        bytes: "binary",
+        str: "text",
+        BitString: "bitstring",
+        tuple: "tuple_",
+        list: "list_",
+        FrozenList: "list_",
+        ImproperList: "improper_list",
+        dict: "dict_",
+        FrozenMap: "frozen_map",
+        StrictKey: "strict_key",
+        Pid: "pid",
+        Port: "port",
+        Ref: "ref",
+        Fun: "fun",
+        Export: "export",
+    }
+    _handler_table: ClassVar[dict[type, Callable[..., _Expansion]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._handler_table = {kind: getattr(cls, name) for kind, name in cls._handler_names.items()}
+
     def __init__(self, limits: _Limits, local_node: str | None) -> None:
         self.limits = limits
         self.local_node = local_node
-        self.handlers: dict[type, _Handler] = {
-            bool: self.boolean,
-            int: self.integer,
-            float: self.float_,
-            Atom: self.atom,
-            bytes: self.binary,
-            str: self.text,
-            BitString: self.bitstring,
-            tuple: self.tuple_,
-            list: self.list_,
-            FrozenList: self.list_,
-            ImproperList: self.improper_list,
-            dict: self.dict_,
-            FrozenMap: self.frozen_map,
-            StrictKey: self.strict_key,
-            Pid: self.pid,
-            Port: self.port,
-            Ref: self.ref,
-            Fun: self.fun,
-            Export: self.export,
-        }
 
     def render(self, term: Term) -> str:
         out: list[str] = []
@@ -478,16 +486,16 @@ class _Syntax(ABC):
     def child(self, term: Term, depth: int) -> _Part:
         """A part for a nested term: scalars are rendered at once, which keeps the stack short."""
         if type(term) in _SCALARS:
-            text = self.handlers[type(term)](term, depth)
+            text = self._handler_table[type(term)](self, term, depth)
             assert type(text) is str
             return text
         return _Child(term, depth)
 
     def expand(self, term: Term, depth: int) -> _Expansion:
-        handler = self.handlers.get(type(term))
+        handler = self._handler_table.get(type(term))
         if handler is None:
             raise TypeError(f"cannot render a {type(term).__name__}: it is not an Erlang term")
-        return handler(term, depth)
+        return handler(self, term, depth)
 
     # -- limits ------------------------------------------------------------
 
