@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import termios
+import threading
 import tty
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -423,7 +424,8 @@ async def _live(name: str, cookie: str | None, timeout: float, state: TopState) 
             if stdin is not None:
                 loop.add_reader(stdin, _read_keys, stdin, keys, loop)
                 stack.callback(loop.remove_reader, stdin)
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+            # Redraw at once when the terminal is resized (POSIX, and only from the main thread).
+            if hasattr(signal, "SIGWINCH") and threading.current_thread() is threading.main_thread():
                 loop.add_signal_handler(signal.SIGWINCH, live.refresh)
                 stack.callback(loop.remove_signal_handler, signal.SIGWINCH)
             view.start_sampling()
