@@ -73,24 +73,10 @@ kids_and_roots() ->
 
 kids(P, Kids) -> maps:get(P, Kids, []).
 
-%% Supervisor or not, from the dictionary only (like arsenal_agent_sup): only
-%% proc_lib processes that trap exits have their dictionary copied.
+%% Supervisor or not, from the dictionary only: arsenal_agent_sup's test
+%% (no message is sent to the process).
 -spec sup_kind(pid()) -> {supervisor | dynamic, module()} | other | dead.
-sup_kind(P) ->
-    case erlang:process_info(P, [initial_call, trap_exit]) of
-        [{initial_call, {proc_lib, init_p, 5}}, {trap_exit, true}] ->
-            case erlang:process_info(P, dictionary) of
-                {dictionary, Dict} ->
-                    case lists:keyfind('$initial_call', 1, Dict) of
-                        {_, {supervisor, Mod, 1}} when Mod =/= supervisor_bridge -> {supervisor, Mod};
-                        {_, {'Elixir.DynamicSupervisor', init, 1}} -> {dynamic, 'Elixir.DynamicSupervisor'};
-                        _ -> other
-                    end;
-                undefined -> dead
-            end;
-        undefined -> dead;
-        _ -> other
-    end.
+sup_kind(P) -> arsenal_agent_sup:kind(P).
 
 is_supervisor(P) -> is_tuple(sup_kind(P)).
 

@@ -18,7 +18,7 @@
 %% Every list is capped.
 -module(arsenal_agent_sup).
 
--export([list_supervisors/2, flags/2, which_children/3, tree/4, child/3, child_op/4,
+-export([kind/1, list_supervisors/2, flags/2, which_children/3, tree/4, child/3, child_op/4,
          simulate_failure/5, pause/3, resume/2, set_strategy/3, pause_watchdog/2,
          add_child/3, add_dynamic_child/3, start_supervisor/3, stop_supervisor/2]).
 
@@ -29,9 +29,11 @@
 
 %% ------------------------------------------------------------------ detection
 
-%% What kind of supervisor Pid is, from its dictionary: no message is sent.
+%% @doc What kind of supervisor Pid is, from its dictionary: no message is sent
+%% (also used by arsenal_agent_rel).
 %% Only proc_lib processes that trap exits (every supervisor does) have their
 %% dictionary copied.
+-spec kind(pid()) -> {supervisor | dynamic, module()} | other | dead.
 kind(Pid) ->
     case erlang:process_info(Pid, [initial_call, trap_exit]) of
         [{initial_call, {proc_lib, init_p, 5}}, {trap_exit, true}] ->
