@@ -33,6 +33,8 @@ bench: setup
 	$(UV) run python benchmarks/decode_throughput.py
 	$(UV) run python benchmarks/rest_list_processes.py
 	$(UV) run python benchmarks/rest_process_info.py
+	$(UV) run python benchmarks/trace_throughput.py
+	$(UV) run python benchmarks/trace_overhead.py
 
 clean:
 	rm -rf src/arsenal/agent/ebin demo/erlang/ebin demo/elixir/_build .pytest_cache

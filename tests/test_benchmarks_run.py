@@ -83,3 +83,26 @@ def test_rest_process_info_runs(tmp_path: Path) -> None:
     assert payload["ratios"] == pytest.approx(ratios, rel=1e-3)
     for figures in payload["figures"].values():
         assert figures["throughput"]["median"] > 0
+
+
+def test_trace_throughput_runs(tmp_path: Path) -> None:
+    ratios, payload = run_quick("trace_throughput", tmp_path)
+    assert_positive(ratios, {"trace_throughput"})
+    assert payload["ratios"] == pytest.approx(ratios, rel=1e-3)
+    for side in ("arsenal", "dbg"):
+        assert payload["figures"][side]["median"] > 0
+    # Arsenal's sessions ended at max_events, with every event either stored or counted as dropped.
+    for r in payload["rounds"]["arsenal"]:
+        assert r["end_reason"] == "max_events"
+        assert r["events"] + r["dropped"] == payload["params"]["events"]
+
+
+def test_trace_overhead_runs(tmp_path: Path) -> None:
+    ratios, payload = run_quick("trace_overhead", tmp_path)
+    expected = {"trace_overhead", "trace_overhead_vs_dbg", "trace_overhead_limited"}
+    expected |= {"trace_safety_p50", "trace_safety_p99", "trace_safety_after_p99"}
+    assert_positive(ratios, expected)
+    assert payload["ratios"] == pytest.approx(ratios, rel=1e-3)
+    # The safety trace always ends by one of its limits, never by running out of time.
+    assert set(payload["safety"]["end_reasons"]) <= {"rate_limit", "queue_overflow"}
+    assert all(phase["samples"] > 0 for phase in payload["safety"]["latency_ms"].values())

@@ -582,3 +582,19 @@ async def test_unloading_the_agent_ends_sessions_and_undoes_them(make_node, cook
         await _assert_clean(service, target.name)
     finally:
         await service.close()
+
+
+async def test_a_killed_tracer_leaves_nothing_behind(erl, service: Arsenal) -> None:
+    """A tracer's death leaves trace flags on its processes and patterns in the code: the hub's
+    janitor undoes them when the hub dies without doing it itself."""
+    await _eval(service, erl.name, BUSY.format(ms=5, seconds=5))
+    calls = await service.run(
+        "trace_calls", {"patterns": ["arsenal_test_support:traced/1"], "max_events": 100000, "duration": 30}
+    )
+    messages = await service.run(
+        "trace_messages", {"pids": ["demo_worker_1"], "max_events": 100000, "duration": 30}
+    )
+    await _eval(service, erl.name, "exit(arsenal_agent_trace:hub(), kill)")
+    for trace_id in (calls.id, messages.id):
+        assert (await _wait_finished(service, trace_id)).end_reason == "hub_down"
+    await _assert_clean(service, erl.name)

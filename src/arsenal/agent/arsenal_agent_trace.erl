@@ -65,6 +65,7 @@
           sink :: pid(),
           patterns = [] :: [{module(), atom(), arity() | '_'}],
           profiles = [] :: [{module(), atom(), arity() | '_', call_count | call_time}],
+          counted = [] :: [{mfa(), call_count | call_time}],
           flags = [] :: [atom()],
           scope :: all | [pid()],
           alive = [] :: [pid()],
@@ -291,7 +292,34 @@ init([]) ->
     %% handled a first event (measured: most sessions ended by queue_overflow with nothing);
     %% at high priority it keeps up until the rate limit trips, within one interval.
     process_flag(priority, high),
-    {ok, #{sessions => #{}, next => 1, handled => 0, flush => undefined}}.
+    Hub = self(),
+    Janitor = spawn(fun() -> janitor(erlang:monitor(process, Hub), []) end),
+    put(janitor, Janitor),
+    {ok, #{sessions => #{}, next => 1, handled => 0, flush => undefined, janitor => Janitor}}.
+
+%% The janitor undoes the hub's tracing if the hub dies without doing it
+%% itself (killed, or its code purged): trace flags stay on the traced
+%% processes when their tracer dies, and trace patterns and call counters
+%% stay in the code. The hub tells it what is set after every change; on the
+%% hub's normal exit there is nothing left to undo.
+janitor(Ref, Set) ->
+    receive
+        {set, Set1} when is_list(Set1) ->
+            janitor(Ref, Set1);
+        {'DOWN', Ref, process, _, normal} ->
+            ok;
+        {'DOWN', Ref, process, _, _} ->
+            [catch erlang:trace_pattern(MFA, false, [How]) || {MFA, How} <- Set],
+            clear_everything()
+    end.
+
+%% Tell the janitor what is set now.
+inform_janitor(#{janitor := Janitor, sessions := Sessions}) ->
+    Set = lists:append([[{MFA, How} || MFA <- Ps, How <- [local, global]] ++
+                            [{{M, F, A}, Kind} || {M, F, A, Kind} <- Prs]
+                        || #session{patterns = Ps, profiles = Prs} <- maps:values(Sessions)]),
+    Janitor ! {set, Set},
+    ok.
 
 handle_call({start, Spec, Owner}, _From, State) ->
     case start(Spec, Owner, State) of
@@ -360,6 +388,11 @@ start(#{patterns := Patterns, profiles := Profiles, flags := Flags0, scope := Sc
                         true -> lists:usort([call | Flags0]);
                         false -> Flags0
                     end,
+            %% The functions to read counters of, listed before the counters are on
+            %% (module_info/1 is a call like any other).
+            ToRead = lists:usort([{{M, Fn, Ar}, Kind}
+                                   || {M, F, A, Kind} <- Profiles, erlang:module_loaded(M),
+                                      {Fn, Ar} <- M:module_info(functions), wild_eq(F, Fn), wild_eq(A, Ar)]),
             case apply_all(Patterns, Profiles) of
                 {ok, Matched, ProfileMatched} ->
                     Alive = case Scope of all -> []; _ -> Scope end,
@@ -367,13 +400,15 @@ start(#{patterns := Patterns, profiles := Profiles, flags := Flags0, scope := Sc
                     set_flags(Scope, Flags),
                     S = #session{id = Id, owner = Owner, owner_ref = erlang:monitor(process, Owner),
                                  sink = Owner, patterns = [{M, F, A} || {M, F, A, _, _} <- Patterns],
-                                 profiles = Profiles,
+                                 profiles = Profiles, counted = ToRead,
                                  flags = Flags, scope = Scope, alive = Alive, limits = Limits,
                                  started = erlang:monotonic_time(millisecond),
                                  timer = erlang:send_after(maps:get(max_ms, Limits), self(), {expire, Id})},
                     Reply = #{id => Id, hub => self(), patterns => Matched, profiles => ProfileMatched,
                               limits => Limits, flags => Flags},
-                    {ok, Reply, State#{sessions := Sessions#{Id => S}, next := Id + 1}};
+                    State1 = State#{sessions := Sessions#{Id => S}, next := Id + 1},
+                    inform_janitor(State1),
+                    {ok, Reply, State1};
                 {error, _} = Error ->
                     Error
             end
@@ -466,8 +501,12 @@ set_flags(_Scope, []) ->
     ok;
 set_flags(all, Flags) ->
     erlang:trace(all, true, [monotonic_timestamp, {tracer, self()} | Flags]),
-    %% The tracer never traces itself: an event about the hub would make another.
+    %% The tracer never traces itself (an event about the hub would make another), nor its janitor.
     erlang:trace(self(), false, [all]),
+    case get(janitor) of
+        Janitor when is_pid(Janitor) -> catch erlang:trace(Janitor, false, [all]);
+        _ -> ok
+    end,
     ok;
 set_flags(Pids, Flags) ->
     [catch erlang:trace(P, true, [monotonic_timestamp, {tracer, self()} | Flags]) || P <- Pids],
@@ -613,7 +652,7 @@ finish(#session{id = Id, sink = Sink, timer = Timer} = S0, Reason, #{sessions :=
         false -> State;
         true ->
             Rest = maps:remove(Id, Sessions),
-            Profile = profile_results(S0#session.profiles),
+            Profile = profile_results(S0#session.counted),
             unapply(S0, maps:values(Rest)),
             S = flush(S0),
             _ = erlang:cancel_timer(Timer),
@@ -622,7 +661,9 @@ finish(#session{id = Id, sink = Sink, timer = Timer} = S0, Reason, #{sessions :=
                       truncated => S#session.truncated,
                       duration_ms => erlang:monotonic_time(millisecond) - S#session.started},
             _ = erlang:send(Sink, {arsenal_trace_done, Id, Reason, Stats}, [nosuspend]),
-            State#{sessions := Rest}
+            State1 = State#{sessions := Rest},
+            inform_janitor(State1),
+            State1
     end.
 
 %% Remove this session's patterns, and its flags from the processes no
@@ -692,17 +733,12 @@ drain() ->
 -define(MAX_PROFILE_ROWS, 200).
 profile_results([]) ->
     [];
-profile_results(Profiles) ->
-    Rows = lists:append([profile_rows(M, F, A, Kind) || {M, F, A, Kind} <- Profiles]),
+profile_results(Counted) ->
+    Rows = [Row || {MFA, Kind} <- Counted, Row <- [profile_row(MFA, Kind)], maps:get(calls, Row) > 0],
     Sorted = lists:sort(fun(#{time_us := T1, calls := C1}, #{time_us := T2, calls := C2}) ->
                                 {T1, C1} >= {T2, C2}
                         end, Rows),
     lists:sublist(Sorted, ?MAX_PROFILE_ROWS).
-
-profile_rows(M, F, A, Kind) ->
-    Functions = try M:module_info(functions) catch error:_ -> [] end,
-    [Row || {Fn, Ar} <- Functions, wild_eq(F, Fn), wild_eq(A, Ar),
-            Row <- [profile_row({M, Fn, Ar}, Kind)], maps:get(calls, Row) > 0].
 
 profile_row(MFA, call_count) ->
     Calls = case erlang:trace_info(MFA, call_count) of

@@ -86,7 +86,7 @@ class PatternMatch(Result):
 class TraceInfo(Result):
     id: str
     node: str
-    kind: str = Field(description="calls, messages or process.")
+    kind: str = Field(description="calls, messages, process or profile.")
     status: str = Field(description="running or finished.")
     started_at: float = Field(description="Seconds since the epoch.")
     ended_at: float | None
