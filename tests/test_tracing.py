@@ -598,3 +598,54 @@ async def test_a_killed_tracer_leaves_nothing_behind(erl, service: Arsenal) -> N
     for trace_id in (calls.id, messages.id):
         assert (await _wait_finished(service, trace_id)).end_reason == "hub_down"
     await _assert_clean(service, erl.name)
+
+
+async def test_tracing_the_elixir_demo(elixir, cookie) -> None:
+    """Elixir patterns on the Elixir demo: conditions on a GenServer's messages, results in Elixir."""
+    service = await _service(elixir.name, cookie)
+    try:
+        traced = await service.run(
+            "trace_calls",
+            {
+                "patterns": [
+                    "ArsenalDemo.StatefulWorker.handle_call({:increment, n}, _from, _) when n > 0 -> return"
+                ],
+                "max_events": 4,
+                "duration": 20,
+                "wait": True,
+            },
+        )
+        assert traced.end_reason == "max_events", traced
+        calls = [e for e in traced.results if e["kind"] == "call"]
+        returns = [e for e in traced.results if e["kind"] == "return_from"]
+        assert calls and returns
+        assert calls[0]["mfa"] == "ArsenalDemo.StatefulWorker.handle_call/3"
+        assert calls[0]["args"][0].startswith("{:increment, ") and "#PID<0." in calls[0]["args"][1]
+        assert returns[0]["result"].startswith("{:reply, ")
+        messages = await service.run(
+            "trace_messages",
+            {"pids": ["ArsenalDemo.Counter1"], "max_events": 2, "wait": True, "duration": 20},
+        )
+        assert any(":increment" in e.get("message", "") for e in messages.results), messages.results
+        await _assert_clean_elixir(service, elixir.name)
+    finally:
+        await service.close()
+
+
+async def _assert_clean_elixir(service: Arsenal, node: str) -> None:
+    """The Elixir demo has no test-support module: ask the node directly."""
+    conn = service.pool.get(node)
+    for _ in range(50):
+        if await conn.call("erlang", "whereis", [Atom("arsenal_agent_trace")]) == Atom("undefined"):
+            break
+        await asyncio.sleep(0.1)
+    assert await conn.call("erlang", "whereis", [Atom("arsenal_agent_trace")]) == Atom("undefined")
+    assert await conn.call("erlang", "trace_info", [Atom("new_processes"), Atom("flags")]) == (
+        Atom("flags"),
+        [],
+    )
+    mfa = (Atom("Elixir.ArsenalDemo.StatefulWorker"), Atom("handle_call"), 3)
+    assert await conn.call("erlang", "trace_info", [mfa, Atom("traced")]) == (Atom("traced"), False)
+    for name in ("Elixir.ArsenalDemo.Counter1", "Elixir.ArsenalDemo.Counter2"):
+        pid = await conn.call("erlang", "whereis", [Atom(name)])
+        assert await conn.call("erlang", "trace_info", [pid, Atom("flags")]) == (Atom("flags"), [])
