@@ -102,7 +102,30 @@ start_session(WireSpec, Owner) when is_pid(Owner) ->
 stop_session(Id) when is_integer(Id) ->
     case whereis(?MODULE) of
         undefined -> {error, not_found};
-        _ -> call_existing({stop, Id})
+        Hub -> quiet(Hub, Id), call_existing({stop, Id})
+    end.
+
+%% Turn the session's call patterns off from here, at once: a stop request
+%% waits in the hub's mailbox behind every event already queued, and a busy
+%% traced function would go on adding to them meanwhile. The hub keeps each
+%% session's functions in its dictionary for this (readable without a
+%% message); no other session can hold the same function, so nothing else
+%% loses events, and the hub removing them again later changes nothing.
+quiet(Hub, Id) ->
+    case erlang:process_info(Hub, dictionary) of
+        {dictionary, Dict} ->
+            case lists:keyfind({session_functions, Id}, 1, Dict) of
+                {_, MFAs} ->
+                    [begin
+                         erlang:trace_pattern(MFA, false, [local]),
+                         erlang:trace_pattern(MFA, false, [global])
+                     end || MFA <- MFAs],
+                    ok;
+                false ->
+                    ok
+            end;
+        undefined ->
+            ok
     end.
 
 %% @doc The live sessions (empty when the hub is not running).
@@ -407,6 +430,7 @@ start(#{patterns := Patterns, profiles := Profiles, flags := Flags0, scope := Sc
                     Reply = #{id => Id, hub => self(), patterns => Matched, profiles => ProfileMatched,
                               limits => Limits, flags => Flags},
                     State1 = State#{sessions := Sessions#{Id => S}, next := Id + 1},
+                    put({session_functions, Id}, S#session.patterns),
                     inform_janitor(State1),
                     {ok, Reply, State1};
                 {error, _} = Error ->
@@ -662,6 +686,7 @@ finish(#session{id = Id, sink = Sink, timer = Timer} = S0, Reason, #{sessions :=
                       duration_ms => erlang:monotonic_time(millisecond) - S#session.started},
             _ = erlang:send(Sink, {arsenal_trace_done, Id, Reason, Stats}, [nosuspend]),
             State1 = State#{sessions := Rest},
+            erase({session_functions, Id}),
             inform_janitor(State1),
             State1
     end.
