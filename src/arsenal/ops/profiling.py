@@ -27,7 +27,7 @@ import contextlib
 from enum import StrEnum
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ..beam import Node
 from ..dist import Atom, Pid, Term
@@ -38,7 +38,7 @@ from .registry import register
 from .safeterm import to_wire
 from .targets import is_agent_error, resolve_process
 from .trace_sessions import LiveTrace, TraceManager
-from .tracing import _check_force, _parse
+from .tracing import PatternText, check_force, parse_patterns
 
 __all__ = [
     "FunctionProfile",
@@ -102,7 +102,7 @@ class FunctionProfile(Result):
 
 
 class ProfileFunctionParams(Params):
-    patterns: list[str] = Field(
+    patterns: list[PatternText] = Field(
         min_length=1,
         max_length=20,
         description="Functions to measure: mod:fun/2, mod:fun/_, mod (every function); Elixir: Mod.fun/2. "
@@ -119,20 +119,13 @@ class ProfileFunctionParams(Params):
     duration: float = Field(5.0, ge=0.1, le=MAX_DURATION, description="Seconds to measure.")
     force: bool = Field(False, description="Allow every function of a hot module such as lists (admin only).")
 
-    @field_validator("patterns")
-    @classmethod
-    def _lengths(cls, value: list[str]) -> list[str]:
-        if any(not p.strip() or len(p) > 2000 for p in value):
-            raise ValueError("each pattern is 1 to 2000 characters")
-        return value
-
 
 # ---------------------------------------------------------------------- profile sessions
 
 
 def _profile_patterns(texts: list[str], language: str) -> list[Any]:
     """The patterns, parsed; conditions and actions are refused (a counter counts every call)."""
-    parsed = _parse(texts, language)
+    parsed = parse_patterns(texts, language)
     for pattern in parsed:
         clauses = pattern.match_spec
         plain_head = len(clauses) == 1 and clauses[0][0] == Atom("_") and not clauses[0][1]
@@ -282,7 +275,7 @@ class ProfileFunction(Operation[ProfileFunctionParams, FunctionProfile]):
 
     async def execute(self, ctx: Context, params: ProfileFunctionParams) -> FunctionProfile:
         node = ctx.require_node()
-        _check_force(ctx, params.force)
+        check_force(ctx, params.force)
         patterns = _profile_patterns(params.patterns, node.language)
         if params.pids and params.measure is Measure.count:
             raise OperationError(
@@ -353,7 +346,7 @@ class ProfileProcessParams(Params):
     duration: float = Field(5.0, ge=0.1, le=MAX_DURATION, description="Seconds to sample.")
     interval_ms: int = Field(10, ge=1, le=1000, description="Milliseconds between samples.")
     max_samples: int = Field(2000, ge=1, le=20_000, description="Samples, then the sampling stops.")
-    functions: list[str] = Field(
+    functions: list[PatternText] = Field(
         default_factory=list,
         max_length=20,
         description="Also measure these functions' calls and time in this process (mod:fun/arity), "
@@ -362,13 +355,6 @@ class ProfileProcessParams(Params):
     force: bool = Field(
         False, description="Allow every function of a hot module in `functions` (admin only)."
     )
-
-    @field_validator("functions")
-    @classmethod
-    def _lengths(cls, value: list[str]) -> list[str]:
-        if any(not p.strip() or len(p) > 2000 for p in value):
-            raise ValueError("each pattern is 1 to 2000 characters")
-        return value
 
 
 @register
@@ -401,7 +387,7 @@ class ProfileProcess(Operation[ProfileProcessParams, ProcessProfile]):
 
     async def execute(self, ctx: Context, params: ProfileProcessParams) -> ProcessProfile:
         node = ctx.require_node()
-        _check_force(ctx, params.force)
+        check_force(ctx, params.force)
         patterns = _profile_patterns(params.functions, node.language) if params.functions else []
         pid = await resolve_process(node, params.pid)
         trace = None

@@ -13,9 +13,9 @@ this Arsenal goes away, or when every process it traces has exited.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, StringConstraints
 
 from ..beam import Node
 from ..dist import Atom, Term
@@ -44,6 +44,10 @@ SAFE_LIMITS = (
     "the tracer (10 000: past it all tracing stops at once), max_bytes per event (4 KiB; larger "
     "arguments or messages are cut and marked)."
 )
+
+
+PatternText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+"""A trace pattern as given (see :mod:`.trace_patterns`): 1 to 2000 characters."""
 
 
 class TraceLimits(Params):
@@ -118,12 +122,12 @@ async def _pids(node: Node, texts: list[str]) -> list[Term]:
     return [await resolve_process(node, text) for text in texts]
 
 
-def _check_force(ctx: Context, force: bool) -> None:
+def check_force(ctx: Context, force: bool) -> None:
     if force and ctx.principal.role != "admin":
         raise OperationError(ErrorCode.forbidden, "only an admin may force a trace of a hot module")
 
 
-def _parse(texts: list[str], language: str) -> list[Any]:
+def parse_patterns(texts: list[str], language: str) -> list[Any]:
     from .trace_patterns import TracePatternError, parse_pattern
 
     parsed = []
@@ -229,7 +233,7 @@ def _live_session(live: LiveTrace | None) -> bool:
 
 
 class TraceCallsParams(TraceLimits):
-    patterns: list[str] = Field(
+    patterns: list[PatternText] = Field(
         min_length=1,
         max_length=20,
         description="Functions to trace: mod:fun/2, mod:fun/_, mod (every function), with conditions "
@@ -242,13 +246,6 @@ class TraceCallsParams(TraceLimits):
         CallScope.local, description="local: every call (also within the module); global: M:F() calls only."
     )
     force: bool = Field(False, description="Allow every function of a hot module such as lists (admin only).")
-
-    @field_validator("patterns")
-    @classmethod
-    def _lengths(cls, value: list[str]) -> list[str]:
-        if any(not p.strip() or len(p) > 2000 for p in value):
-            raise ValueError("each pattern is 1 to 2000 characters")
-        return value
 
 
 @register
@@ -276,8 +273,8 @@ class TraceCalls(Operation[TraceCallsParams, TraceStarted]):
 
     async def execute(self, ctx: Context, params: TraceCallsParams) -> TraceStarted:
         node = ctx.require_node()
-        _check_force(ctx, params.force)
-        patterns = _parse(params.patterns, node.language)
+        check_force(ctx, params.force)
+        patterns = parse_patterns(params.patterns, node.language)
         pids = await _pids(node, params.pids) if params.pids else None
         spec = {"patterns": params.patterns, "pids": params.pids or "all", "scope": params.scope.value}
         return await _start(
@@ -353,7 +350,7 @@ class TraceProcessParams(TraceLimits):
     pid: str = Field(max_length=300, description="<0.123.0>, 0.123.0 or a registered name.")
     messages: bool = Field(True, description="Messages it sends and receives.")
     lifecycle: bool = Field(True, description="Processes it spawns, links and unlinks, its exit, names.")
-    patterns: list[str] = Field(
+    patterns: list[PatternText] = Field(
         default_factory=list, max_length=20, description="Its calls of these functions (see trace_calls)."
     )
 
@@ -379,7 +376,7 @@ class TraceProcess(Operation[TraceProcessParams, TraceStarted]):
         flags = (["send", "receive"] if params.messages else []) + (["procs"] if params.lifecycle else [])
         if not flags and not params.patterns:
             raise OperationError(ErrorCode.validation_error, "trace messages, lifecycle or some patterns")
-        patterns = _parse(params.patterns, node.language)
+        patterns = parse_patterns(params.patterns, node.language)
         pid = await resolve_process(node, params.pid)
         spec = {
             "pid": params.pid,
