@@ -216,8 +216,9 @@ def _fmt(value: Any) -> str:
 
 
 def print_ratio(name: str, value: float) -> None:
-    """The machine-readable line: ``RATIO <name> <value>``."""
-    print(f"RATIO {name} {value:.4f}")
+    """The machine-readable line: ``RATIO <name> <value>``, to six significant digits (a fixed
+    number of decimals loses the precision of a small ratio)."""
+    print(f"RATIO {name} {value:.6g}")
 
 
 def write_json(path: str | None, payload: dict[str, Any]) -> None:
