@@ -328,6 +328,15 @@ show = _show
 node_name = _node_name
 
 
+def run_on_node(
+    node: str | None, cookie: str | None, timeout: float, operation: str, params: dict[str, Any]
+) -> Any:
+    """Run one operation on ``--node`` (or ``ARSENAL_NODE``) and return its result; a failure exits
+    with its one-line message and exit code, as every command does."""
+    name = _node_name(node)
+    return _run(lambda: _on_node(name, cookie, timeout, operation, params))
+
+
 def _load_command_modules() -> None:
     import importlib
     import pkgutil

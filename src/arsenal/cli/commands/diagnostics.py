@@ -16,9 +16,7 @@ from ..main import (
     app,
     console,
     human_bytes,
-    node_name,
-    on_node,
-    run_job,
+    run_on_node,
 )
 
 LimitOption = Annotated[int, typer.Option("--limit", "-l", min=1, max=MAX_LIMIT, help="Rows per list.")]
@@ -39,9 +37,8 @@ def deadlocks(
     timeout: TimeoutOption = 10.0,
 ) -> None:
     """Processes deadlocked in calls on each other, and long chains of waits on a stuck process."""
-    target = node_name(node)
     params = {"interval_ms": interval, "min_chain": min_chain, "limit": limit}
-    result = run_job(lambda: on_node(target, cookie, timeout, "analyze_deadlocks", params))
+    result = run_on_node(node, cookie, timeout, "analyze_deadlocks", params)
     assert isinstance(result, DeadlockReport)
     if as_json:
         print(result.model_dump_json(indent=2))
@@ -97,7 +94,6 @@ def leaks(
     timeout: TimeoutOption = 10.0,
 ) -> None:
     """Processes whose memory keeps growing, and the largest refc binary holders."""
-    target = node_name(node)
     params = {
         "samples": samples,
         "interval_ms": interval,
@@ -105,7 +101,7 @@ def leaks(
         "limit": limit,
         "every_sample": every_sample,
     }
-    result = run_job(lambda: on_node(target, cookie, timeout, "memory_leak_detection", params))
+    result = run_on_node(node, cookie, timeout, "memory_leak_detection", params)
     assert isinstance(result, LeakReport)
     if as_json:
         print(result.model_dump_json(indent=2))

@@ -23,9 +23,7 @@ from ..main import (
     app,
     console,
     errors,
-    node_name,
-    on_node,
-    run_job,
+    run_on_node,
 )
 from .trace import parse_duration
 
@@ -73,8 +71,7 @@ def flow(
         "max_bytes": max_bytes,
         "rate": rate,
     }
-    target = node_name(node)
-    result = run_job(lambda: on_node(target, cookie, timeout, "trace_message_flow", params))
+    result = run_on_node(node, cookie, timeout, "trace_message_flow", params)
     assert isinstance(result, MessageFlow)
     if as_json:
         print(result.model_dump_json(indent=2))
@@ -138,8 +135,7 @@ def message_patterns(
         "max_bytes": max_bytes,
         "limit": limit,
     }
-    target = node_name(node)
-    result = run_job(lambda: on_node(target, cookie, timeout, "analyze_message_patterns", params))
+    result = run_on_node(node, cookie, timeout, "analyze_message_patterns", params)
     assert isinstance(result, MessagePatterns)
     if as_json:
         print(result.model_dump_json(indent=2))

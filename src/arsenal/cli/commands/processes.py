@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -14,9 +14,7 @@ from ..main import (
     TimeoutOption,
     app,
     errors,
-    node_name,
-    on_node,
-    run_job,
+    run_on_node,
     show,
 )
 
@@ -24,11 +22,6 @@ PidArgument = Annotated[str, typer.Argument(help="<0.123.0>, 0.123.0 or a regist
 ForceOption = Annotated[
     bool, typer.Option("--force", help="Act on one of the VM's own processes too (admin only).")
 ]
-
-
-def _run(node: str | None, cookie: str | None, timeout: float, operation: str, params: dict[str, Any]) -> Any:
-    name = node_name(node)
-    return run_job(lambda: on_node(name, cookie, timeout, operation, params))
 
 
 @app.command("state")
@@ -43,7 +36,10 @@ def state(
     timeout: TimeoutOption = 10.0,
 ) -> None:
     """The state of a gen_server (or gen_statem, supervisor...), as sys:get_state sees it."""
-    show(_run(node, cookie, timeout, "get_genserver_state", {"pid": pid, "timeout": call_timeout}), as_json)
+    show(
+        run_on_node(node, cookie, timeout, "get_genserver_state", {"pid": pid, "timeout": call_timeout}),
+        as_json,
+    )
 
 
 @app.command("kill")
@@ -57,7 +53,10 @@ def kill(
     timeout: TimeoutOption = 10.0,
 ) -> None:
     """Send a process an exit signal and say whether it died."""
-    show(_run(node, cookie, timeout, "kill_process", {"pid": pid, "reason": reason, "force": force}), as_json)
+    show(
+        run_on_node(node, cookie, timeout, "kill_process", {"pid": pid, "reason": reason, "force": force}),
+        as_json,
+    )
 
 
 @app.command("suspend")
@@ -70,7 +69,7 @@ def suspend(
     timeout: TimeoutOption = 10.0,
 ) -> None:
     """Suspend a process until `arsenal resume`."""
-    show(_run(node, cookie, timeout, "suspend_process", {"pid": pid, "force": force}), as_json)
+    show(run_on_node(node, cookie, timeout, "suspend_process", {"pid": pid, "force": force}), as_json)
 
 
 @app.command("resume")
@@ -82,7 +81,7 @@ def resume(
     timeout: TimeoutOption = 10.0,
 ) -> None:
     """Resume a process that `arsenal suspend` suspended."""
-    show(_run(node, cookie, timeout, "resume_process", {"pid": pid}), as_json)
+    show(run_on_node(node, cookie, timeout, "resume_process", {"pid": pid}), as_json)
 
 
 @app.command("send")
@@ -107,7 +106,7 @@ def send(
         errors.print(f"[red]error:[/red] the message is not JSON: {exc}", highlight=False)
         raise typer.Exit(2) from None
     params = {"pid": pid, "message": value, "mode": mode, "timeout": call_timeout}
-    show(_run(node, cookie, timeout, "send_message", params), as_json)
+    show(run_on_node(node, cookie, timeout, "send_message", params), as_json)
 
 
 @app.command("messages")
@@ -120,4 +119,4 @@ def messages(
     timeout: TimeoutOption = 10.0,
 ) -> None:
     """Peek at the first messages in a process's mailbox (refused for huge mailboxes)."""
-    show(_run(node, cookie, timeout, "get_process_messages", {"pid": pid, "limit": limit}), as_json)
+    show(run_on_node(node, cookie, timeout, "get_process_messages", {"pid": pid, "limit": limit}), as_json)

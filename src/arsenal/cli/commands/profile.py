@@ -26,9 +26,7 @@ from ..main import (
     app,
     console,
     errors,
-    node_name,
-    on_node,
-    run_job,
+    run_on_node,
 )
 from .trace import parse_duration
 
@@ -95,8 +93,7 @@ def profile(
     else:
         operation = "profile_function"
         params.update(patterns=function, measure=measure or Measure.time, pids=pids or None)
-    name = node_name(node)
-    result = run_job(lambda: on_node(name, cookie, timeout, operation, params))
+    result = run_on_node(node, cookie, timeout, operation, params)
     if isinstance(result, ProcessProfile) and collapsed is not None:
         collapsed.write_text("".join(line + "\n" for line in result.collapsed))
     if as_json:

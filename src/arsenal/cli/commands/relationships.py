@@ -24,9 +24,7 @@ from ..main import (
     app,
     console,
     human_bytes,
-    node_name,
-    on_node,
-    run_job,
+    run_on_node,
 )
 
 ApplicationOption = Annotated[str | None, typer.Option("--app", "-a", help="Only this application.")]
@@ -43,11 +41,10 @@ def ptree(
     timeout: TimeoutOption = 60.0,
 ) -> None:
     """Every process as one tree: applications, supervision trees, and unsupervised spawns (marked)."""
-    target = node_name(node)
     params: dict[str, object] = {"max_depth": depth, "max_nodes": max_nodes}
     if application:
         params["application"] = application
-    result = run_job(lambda: on_node(target, cookie, timeout, "build_process_tree", params))
+    result = run_on_node(node, cookie, timeout, "build_process_tree", params)
     assert isinstance(result, ProcessTree)
     if as_json:
         print(result.model_dump_json(indent=2))
@@ -104,13 +101,12 @@ def graph(
     timeout: TimeoutOption = 30.0,
 ) -> None:
     """Links, monitors and parent edges between processes (and linked ports)."""
-    target = node_name(node)
     params: dict[str, object] = {"radius": radius, "max_nodes": max_nodes, "max_edges": max_edges}
     if pid:
         params["pid"] = pid
     if application:
         params["application"] = application
-    result = run_job(lambda: on_node(target, cookie, timeout, "build_relationship_graph", params))
+    result = run_on_node(node, cookie, timeout, "build_relationship_graph", params)
     assert isinstance(result, RelationshipGraph)
     if as_json:
         print(result.model_dump_json(indent=2))
@@ -144,9 +140,8 @@ def impact(
     timeout: TimeoutOption = 30.0,
 ) -> None:
     """What would happen if PID died (an analysis: nothing is killed)."""
-    target = node_name(node)
     params = {"pid": pid, "reason": reason}
-    result = run_job(lambda: on_node(target, cookie, timeout, "trace_failure_impact", params))
+    result = run_on_node(node, cookie, timeout, "trace_failure_impact", params)
     assert isinstance(result, FailureImpact)
     if as_json:
         print(result.model_dump_json(indent=2))
@@ -175,9 +170,8 @@ def deps(
     timeout: TimeoutOption = 30.0,
 ) -> None:
     """What PID depends on and what depends on it."""
-    target = node_name(node)
     params = {"pid": pid, "limit": limit}
-    result = run_job(lambda: on_node(target, cookie, timeout, "find_process_dependencies", params))
+    result = run_on_node(node, cookie, timeout, "find_process_dependencies", params)
     assert isinstance(result, Dependencies)
     if as_json:
         print(result.model_dump_json(indent=2))

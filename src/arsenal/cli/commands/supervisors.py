@@ -21,9 +21,7 @@ from ..main import (
     TimeoutOption,
     app,
     console,
-    node_name,
-    on_node,
-    run_job,
+    run_on_node,
 )
 
 
@@ -37,11 +35,10 @@ def supervisors(
     timeout: TimeoutOption = 10.0,
 ) -> None:
     """Every supervisor of a node (found in the VM, without messaging any)."""
-    target = node_name(node)
     params: dict[str, object] = {"limit": limit}
     if name:
         params["name"] = name
-    result = run_job(lambda: on_node(target, cookie, timeout, "list_supervisors", params))
+    result = run_on_node(node, cookie, timeout, "list_supervisors", params)
     assert isinstance(result, SupervisorList)
     if as_json:
         print(result.model_dump_json(indent=2))
@@ -69,11 +66,10 @@ def tree(
     timeout: TimeoutOption = 30.0,
 ) -> None:
     """The supervision tree under SUP, or under every application's top supervisor."""
-    target = node_name(node)
     params: dict[str, object] = {"max_depth": depth, "max_nodes": max_nodes}
     if sup:
         params["name"] = sup
-    result = run_job(lambda: on_node(target, cookie, timeout, "get_supervision_tree", params))
+    result = run_on_node(node, cookie, timeout, "get_supervision_tree", params)
     assert isinstance(result, SupervisionTree)
     if as_json:
         print(result.model_dump_json(indent=2))
@@ -119,9 +115,8 @@ def children(
     timeout: TimeoutOption = 10.0,
 ) -> None:
     """The children of a supervisor, in its order."""
-    target = node_name(node)
     params = {"name": sup, "limit": limit}
-    result = run_job(lambda: on_node(target, cookie, timeout, "which_children", params))
+    result = run_on_node(node, cookie, timeout, "which_children", params)
     assert isinstance(result, ChildList)
     if as_json:
         print(result.model_dump_json(indent=2))

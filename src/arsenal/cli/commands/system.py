@@ -18,9 +18,7 @@ from ..main import (
     console,
     errors,
     human_bytes,
-    node_name,
-    on_node,
-    run_job,
+    run_on_node,
 )
 
 
@@ -32,8 +30,7 @@ def apps(
     timeout: TimeoutOption = 10.0,
 ) -> None:
     """The running applications, their versions and process counts."""
-    name = node_name(node)
-    result = run_job(lambda: on_node(name, cookie, timeout, "list_applications", {}))
+    result = run_on_node(node, cookie, timeout, "list_applications", {})
     assert isinstance(result, ApplicationList)
     if as_json:
         print(result.model_dump_json(indent=2))
@@ -68,11 +65,8 @@ def ets(
     if sort not in ("memory", "size"):
         errors.print(f"[red]error:[/red] unknown sort {sort!r}; use memory or size")
         raise typer.Exit(2)
-    name = node_name(node)
     if table is None:
-        listed = run_job(
-            lambda: on_node(name, cookie, timeout, "list_ets_tables", {"sort_by": sort, "limit": limit})
-        )
+        listed = run_on_node(node, cookie, timeout, "list_ets_tables", {"sort_by": sort, "limit": limit})
         assert isinstance(listed, EtsList)
         if as_json:
             print(listed.model_dump_json(indent=2))
@@ -92,7 +86,7 @@ def ets(
     params: dict[str, object] = {"table": table, "limit": limit}
     if cursor:
         params["cursor"] = cursor
-    page = run_job(lambda: on_node(name, cookie, timeout, "get_ets_table", params))
+    page = run_on_node(node, cookie, timeout, "get_ets_table", params)
     assert isinstance(page, EtsTablePage)
     if as_json:
         print(page.model_dump_json(indent=2))
@@ -118,10 +112,7 @@ def health(
     timeout: TimeoutOption = 10.0,
 ) -> None:
     """A health score 0-100 with the reasons behind it."""
-    name = node_name(node)
-    result = run_job(
-        lambda: on_node(name, cookie, timeout, "analyze_system_health", {"queue_threshold": queue_threshold})
-    )
+    result = run_on_node(node, cookie, timeout, "analyze_system_health", {"queue_threshold": queue_threshold})
     assert isinstance(result, SystemHealth)
     if as_json:
         print(result.model_dump_json(indent=2))
