@@ -8,6 +8,7 @@ use :mod:`arsenal.terms.tagged_json` instead.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ..dist import Atom, FrozenList, FrozenMap, Pid, Port, Ref, StrictKey, Term
@@ -36,6 +37,15 @@ def mfa_text(value: Term, language: str) -> str | None:
     """``{M, F, A}`` as ``m:f/a`` (Erlang) or ``M.f/a`` (Elixir)."""
     if not (isinstance(value, tuple) and len(value) == 3 and isinstance(value[0], Atom)):
         return None
+    try:
+        return _mfa_text(value, language)
+    except TypeError:  # an unhashable arity: not a real MFA, written without the cache
+        return _mfa_text.__wrapped__(value, language)
+
+
+@functools.lru_cache(maxsize=4096)
+def _mfa_text(value: tuple[Term, Term, Term], language: str) -> str:
+    """Cached: the same few functions appear in every trace event and process listing."""
     module, function, arity = value
     if language == "elixir":
         return f"{render(module, 'elixir')}.{function}/{arity}"

@@ -97,11 +97,24 @@ def render(
     refs of ``local_node`` render as the local ones (``<0.ID.SERIAL>``), others with
     their node name. Raises ``TypeError`` for a value that is not an Erlang term.
     """
+    return _syntax(language, max_depth, max_items, max_binary, local_node).render(term)
+
+
+@lru_cache(maxsize=256)
+def _syntax(
+    language: str,
+    max_depth: int | None,
+    max_items: int | None,
+    max_binary: int | None,
+    local_node: str | None,
+) -> _Syntax:
+    """A renderer for one language, set of limits and local node. They hold no state between calls,
+    so one serves every call with the same settings (a trace renders many small terms)."""
     limits = _Limits(max_depth=max_depth, max_items=max_items, max_binary=max_binary)
     if language == "erlang":
-        return _ErlangSyntax(limits, local_node).render(term)
+        return _ErlangSyntax(limits, local_node)
     if language == "elixir":
-        return _ElixirSyntax(limits, local_node).render(term)
+        return _ElixirSyntax(limits, local_node)
     raise ValueError(f"unknown language {language!r}: use 'erlang' or 'elixir'")
 
 
