@@ -39,12 +39,12 @@ from .routes import (
     Schemas,
     check_node,
     error_responses,
+    json_responses,
     operation_openapi,
     plan_routes,
     query_params,
     read_body,
     status_of,
-    success_schema,
 )
 
 __all__ = ["API_DESCRIPTION", "create_app"]
@@ -264,17 +264,7 @@ def _add_discovery(app: FastAPI, service: Arsenal) -> None:
                 "schema": {"type": "string", "enum": ["name", "category"]},
             },
         ],
-        "responses": {
-            "200": {
-                "description": "The operations.",
-                "content": {
-                    "application/json": {
-                        "schema": success_schema({"type": "array", "items": {"type": "object"}})
-                    }
-                },
-            },
-            **error_responses(),
-        },
+        "responses": json_responses("The operations.", {"type": "array", "items": {"type": "object"}}),
     }
 
     @app.get(
@@ -305,13 +295,7 @@ def _add_discovery(app: FastAPI, service: Arsenal) -> None:
     name_parameter = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
     one_extra = {
         "parameters": [name_parameter],
-        "responses": {
-            "200": {
-                "description": "The operation.",
-                "content": {"application/json": {"schema": success_schema({"type": "object"})}},
-            },
-            **error_responses(),
-        },
+        "responses": json_responses("The operation.", {"type": "object"}),
     }
 
     @app.get(
@@ -340,13 +324,7 @@ def _add_discovery(app: FastAPI, service: Arsenal) -> None:
                 }
             },
         },
-        "responses": {
-            "200": {
-                "description": "The operation's result.",
-                "content": {"application/json": {"schema": success_schema({})}},
-            },
-            **error_responses(),
-        },
+        "responses": json_responses("The operation's result.", {}),
     }
 
     @app.post(
@@ -399,19 +377,14 @@ def _add_batch(app: FastAPI, service: Arsenal) -> None:
             },
         },
         "responses": {
-            "200": {
-                "description": "One entry per operation, in the order sent, each with `data` or `errors`.",
-                "content": {
-                    "application/json": {
-                        "schema": success_schema({"type": "array", "items": {"type": "object"}})
-                    }
-                },
-            },
+            **json_responses(
+                "One entry per operation, in the order sent, each with `data` or `errors`.",
+                {"type": "array", "items": {"type": "object"}},
+            ),
             "413": {
                 "description": f"More than {MAX_BATCH} operations (code limit_exceeded).",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
             },
-            **error_responses(),
         },
     }
 

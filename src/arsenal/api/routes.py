@@ -240,6 +240,18 @@ def error_responses() -> dict[str, Any]:
     return {status: {"description": text, "content": body} for status, text in described.items()}
 
 
+def json_responses(description: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The ``responses`` of a route answering an envelope whose ``data`` has schema ``data``, with
+    every error status."""
+    return {
+        "200": {
+            "description": description,
+            "content": {"application/json": {"schema": success_schema(data)}},
+        },
+        **error_responses(),
+    }
+
+
 def success_schema(data: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "object",
@@ -293,15 +305,9 @@ def operation_openapi(route: OperationRoute, schemas: Schemas) -> dict[str, Any]
         }
     parameters.append(NODE_PARAMETER)
     extra["parameters"] = parameters
-    extra["responses"] = {
-        "200": {
-            "description": operation.result.__doc__ or "The result.",
-            "content": {
-                "application/json": {"schema": success_schema(schemas.ref(operation.result, "serialization"))}
-            },
-        },
-        **error_responses(),
-    }
+    extra["responses"] = json_responses(
+        operation.result.__doc__ or "The result.", schemas.ref(operation.result, "serialization")
+    )
     extra["x-arsenal"] = {
         "severity": operation.severity.value,
         "cost": operation.cost,
