@@ -24,6 +24,7 @@ from arsenal.ops.base import Principal
 from arsenal.ops.errors import ErrorCode, OperationError
 from arsenal.ops.message_flow import message_shape
 
+from .helpers import eval_erlang, fails
 from .nodes import ROOT, TEST_SUPPORT_EBIN
 
 pytestmark = pytest.mark.timeout(120)
@@ -41,12 +42,6 @@ async def _service(node: str, cookie: str) -> Arsenal:
 
 async def _support(service: Arsenal, node: str, function: str, *args: Any) -> Any:
     return await service.pool.get(node).call("arsenal_test_support", function, list(args))
-
-
-async def _eval(service: Arsenal, node: str, source: str) -> Any:
-    """Erlang expressions (test code, not request data)."""
-    body = f"begin {source.strip().removesuffix('.')} end"
-    return await _support(service, node, "eval", body.encode())
 
 
 def _text(pid: Pid) -> str:
@@ -80,13 +75,6 @@ async def _assert_trace_clean(service: Arsenal, node: str) -> None:
     assert state["hub"] == Atom("undefined"), state
     assert state["traced_processes"] == [], state
     assert state["new_processes_flags"] == [], state
-
-
-async def _failure(code: ErrorCode, call: Any) -> OperationError:
-    with pytest.raises(OperationError) as err:
-        await call
-    assert err.value.code is code, err.value.message
-    return err.value
 
 
 async def _chain(service: Arsenal, node: str) -> tuple[Pid, Pid, Pid]:
@@ -221,25 +209,25 @@ async def test_limits_end_the_flow_inside_the_node(erl, cookie) -> None:
 async def test_another_system_tracer_is_not_robbed(erl, cookie) -> None:
     service = await _service(erl.name, cookie)
     try:
-        holder = await _eval(
+        holder = await eval_erlang(
             service,
             erl.name,
             "S = self(), P = spawn(fun() -> seq_trace:set_system_tracer(self()), S ! set, "
             "receive stop -> ok after 20000 -> ok end end), receive set -> P end",
         )
-        err = await _failure(
+        err = await fails(
             ErrorCode.conflict,
             service.run("trace_message_flow", {"pid": "demo_worker_1", "message": 1, "window": 0.2}),
         )
         assert "seq_trace" in err.message and _text(holder) in err.message
         assert (await _flow_state(service, erl.name))["system_tracer"] == holder
         # Its holder dies without giving it back: a dead tracer robs no one, so the next flow takes it.
-        await _eval(service, erl.name, f'exit(list_to_pid("{_text(holder)}"), kill)')
+        await eval_erlang(service, erl.name, f'exit(list_to_pid("{_text(holder)}"), kill)')
         taken = await service.run("trace_message_flow", {"pid": "demo_worker_1", "message": 1, "window": 0.2})
         assert len(taken.edges) == 1
         await _assert_flow_clean(service, erl.name)
     finally:
-        await _eval(service, erl.name, "seq_trace:set_system_tracer(false), ok")
+        await eval_erlang(service, erl.name, "seq_trace:set_system_tracer(false), ok")
         await service.close()
 
 
@@ -248,7 +236,7 @@ async def test_an_abandoned_call_or_a_lost_owner_ends_the_flow(erl, cookie) -> N
     other = await _service(erl.name, cookie)
     try:
         # A call given up on (its timeout): the node stops its erpc process, the collector sees it go.
-        await _failure(
+        await fails(
             ErrorCode.timeout,
             service.run(
                 "trace_message_flow", {"pid": "demo_worker_1", "message": 1, "window": 20}, timeout=0.5
@@ -279,7 +267,7 @@ async def test_flow_errors(erl, cookie, make_node) -> None:
     try:
         node = service.pool.get(erl.name)
         before = await node.call("erlang", "system_info", [Atom("atom_count")])
-        unknown = await _failure(
+        unknown = await fails(
             ErrorCode.not_found,
             service.run(
                 "trace_message_flow",
@@ -288,13 +276,13 @@ async def test_flow_errors(erl, cookie, make_node) -> None:
         )
         assert "zz_never_an_atom_qq" in unknown.message
         flow = "trace_message_flow"
-        await _failure(ErrorCode.not_found, service.run(flow, {"pid": "zz_nobody_here_qq", "message": 1}))
-        await _failure(ErrorCode.not_found, service.run(flow, {"pid": "<0.32000.900>", "message": 1}))
-        await _failure(ErrorCode.validation_error, service.run(flow, {"pid": "<1.2.3>", "message": 1}))
-        await _failure(ErrorCode.validation_error, service.run(flow, {"pid": "not a pid!", "message": 1}))
-        await _failure(ErrorCode.validation_error, service.run(flow, {"pid": "init", "message": None}))
+        await fails(ErrorCode.not_found, service.run(flow, {"pid": "zz_nobody_here_qq", "message": 1}))
+        await fails(ErrorCode.not_found, service.run(flow, {"pid": "<0.32000.900>", "message": 1}))
+        await fails(ErrorCode.validation_error, service.run(flow, {"pid": "<1.2.3>", "message": 1}))
+        await fails(ErrorCode.validation_error, service.run(flow, {"pid": "not a pid!", "message": 1}))
+        await fails(ErrorCode.validation_error, service.run(flow, {"pid": "init", "message": None}))
         for bad in ({"window": 0}, {"window": 31}, {"max_events": 0}, {"max_bytes": 10}, {"mode": "shout"}):
-            await _failure(
+            await fails(
                 ErrorCode.validation_error, service.run(flow, {"pid": "demo_worker_1", "message": 1, **bad})
             )
         after = await node.call("erlang", "system_info", [Atom("atom_count")])
@@ -307,8 +295,8 @@ async def test_flow_errors(erl, cookie, make_node) -> None:
     gone = await _service(target.name, cookie)
     try:
         target.kill()
-        await _failure(ErrorCode.node_down, gone.run(flow, {"pid": "demo_worker_1", "message": 1}))
-        await _failure(ErrorCode.node_down, gone.run("analyze_message_patterns", {"pids": ["all"]}))
+        await fails(ErrorCode.node_down, gone.run(flow, {"pid": "demo_worker_1", "message": 1}))
+        await fails(ErrorCode.node_down, gone.run("analyze_message_patterns", {"pids": ["all"]}))
     finally:
         await gone.close()
 
@@ -368,15 +356,15 @@ async def test_patterns_of_a_controlled_sender(erl, cookie) -> None:
         await _assert_trace_clean(service, erl.name)
 
         # Another tracer (dbg) traces the sender: refused, not robbed.
-        await _eval(
+        await eval_erlang(
             service, erl.name, f'{{ok, _}} = dbg:tracer(), dbg:p(list_to_pid("{_text(chatter)}"), [s])'
         )
-        err = await _failure(
+        err = await fails(
             ErrorCode.conflict, attached.analyze_message_patterns(pids=[_text(chatter)], duration=1)
         )
         assert "dbg" in err.message
     finally:
-        await _eval(service, erl.name, "dbg:stop(), ok")
+        await eval_erlang(service, erl.name, "dbg:stop(), ok")
         await service.close()
 
 
@@ -425,10 +413,10 @@ async def test_patterns_in_elixir_and_their_errors(elixir, cookie) -> None:
         await _assert_trace_clean(service, elixir.name)
 
         patterns = "analyze_message_patterns"
-        await _failure(ErrorCode.not_found, service.run(patterns, {"pids": ["zz_nobody_here_qq"]}))
-        await _failure(ErrorCode.validation_error, service.run(patterns, {"pids": []}))
-        await _failure(ErrorCode.validation_error, service.run(patterns, {"pids": ["all"], "duration": 0}))
-        await _failure(ErrorCode.validation_error, service.run(patterns, {"pids": ["all"], "limit": 51}))
+        await fails(ErrorCode.not_found, service.run(patterns, {"pids": ["zz_nobody_here_qq"]}))
+        await fails(ErrorCode.validation_error, service.run(patterns, {"pids": []}))
+        await fails(ErrorCode.validation_error, service.run(patterns, {"pids": ["all"], "duration": 0}))
+        await fails(ErrorCode.validation_error, service.run(patterns, {"pids": ["all"], "limit": 51}))
     finally:
         await service.close()
 

@@ -19,9 +19,10 @@ from arsenal.api import create_app
 from arsenal.client import Arsenal
 from arsenal.dist import Atom, Pid
 from arsenal.ops.diagnostics import DeadlockReport
-from arsenal.ops.errors import ErrorCode, OperationError
+from arsenal.ops.errors import ErrorCode
 from arsenal.ops.plain import pid_text
 
+from .helpers import fails
 from .nodes import TEST_SUPPORT_EBIN
 
 pytestmark = pytest.mark.timeout(120)
@@ -29,13 +30,6 @@ pytestmark = pytest.mark.timeout(120)
 SUPPORT = "arsenal_test_support"
 # Long enough that nothing times out while a test looks; every test kills what it started.
 HOLD_MS = 60_000
-
-
-async def _fails(code: ErrorCode, call: Any) -> OperationError:
-    with pytest.raises(OperationError) as err:
-        await call
-    assert err.value.code is code, err.value.message
-    return err.value
 
 
 async def _support(node: arsenal.NodeClient, function: str, *args: Any) -> Any:
@@ -207,7 +201,7 @@ async def test_deadlock_parameters_are_checked(erl, cookie) -> None:
             {"limit": 101},
             {"min_chain": 1},
         ):
-            await _fails(ErrorCode.validation_error, node.analyze_deadlocks(**bad))
+            await fails(ErrorCode.validation_error, node.analyze_deadlocks(**bad))
         quiet = await node.analyze_deadlocks(interval_ms=100, limit=1)
         assert quiet.interval_ms == 100 and len(quiet.cycles) <= 1 and len(quiet.chains) <= 1
 
@@ -310,9 +304,9 @@ async def test_leak_parameters_are_checked_and_gc_is_refused_read_only(erl, cook
             {"limit": 101},
             {"sample": 3},
         ):
-            await _fails(ErrorCode.validation_error, node.memory_leak_detection(**bad))
+            await fails(ErrorCode.validation_error, node.memory_leak_detection(**bad))
     async with arsenal.attach(erl.name, cookie=cookie, reconnect=False, read_only=True) as node:
-        await _fails(ErrorCode.read_only, node.memory_leak_detection(samples=2, interval_ms=100, gc_top=1))
+        await fails(ErrorCode.read_only, node.memory_leak_detection(samples=2, interval_ms=100, gc_top=1))
         looked = await node.memory_leak_detection(samples=2, interval_ms=100, limit=2)
         assert looked.gc == [] and len(looked.binary_holders) <= 2
 
@@ -324,8 +318,8 @@ async def test_node_down(make_node, cookie) -> None:
     target = make_node("diagdown")
     async with arsenal.attach(target.name, cookie=cookie, reconnect=False) as node:
         target.kill()
-        await _fails(ErrorCode.node_down, node.analyze_deadlocks(interval_ms=100))
-        await _fails(ErrorCode.node_down, node.memory_leak_detection(samples=2, interval_ms=100))
+        await fails(ErrorCode.node_down, node.analyze_deadlocks(interval_ms=100))
+        await fails(ErrorCode.node_down, node.memory_leak_detection(samples=2, interval_ms=100))
 
 
 async def test_rest_routes(erl, cookie) -> None:

@@ -16,8 +16,10 @@ from arsenal.client import Arsenal
 from arsenal.dist import Atom, Pid
 from arsenal.dist.terms import Export, ImproperList
 from arsenal.ops.base import Principal
-from arsenal.ops.errors import ErrorCode, OperationError
+from arsenal.ops.errors import ErrorCode
 from arsenal.ops.safeterm import parse_term, to_wire
+
+from .helpers import fails
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -42,19 +44,12 @@ async def _started_at(node, name: str) -> int:
     return next(value for key, value in pairs if key == {"$atom": "started_at"})
 
 
-async def _fails(code: ErrorCode, call) -> OperationError:
-    with pytest.raises(OperationError) as err:
-        await call
-    assert err.value.code is code, err.value.message
-    return err.value
-
-
 async def test_send_creates_no_atoms(erl, cookie) -> None:
     async with arsenal.attach(erl.name, cookie=cookie, reconnect=False) as node:
         await node.send_message(pid="demo_worker_1", message={"$atom": "ping"}, mode="call")
         before = await _settled_atoms(node)
         for i in range(10):
-            error = await _fails(
+            error = await fails(
                 ErrorCode.validation_error,
                 node.send_message(
                     pid="demo_worker_2",
@@ -64,21 +59,21 @@ async def test_send_creates_no_atoms(erl, cookie) -> None:
             assert f"the atom 'arsenal_never_an_atom_{i}' does not exist on the node" in error.message
             # Atoms hidden in a pid's node name, an export and a map key are refused too.
             pid = {"$pid": {"node": f"nowhere_{i}@nohost", "id": 1, "serial": 0, "creation": 1}}
-            await _fails(ErrorCode.validation_error, node.send_message(pid="demo_worker_2", message=pid))
+            await fails(ErrorCode.validation_error, node.send_message(pid="demo_worker_2", message=pid))
             export = {"$export": {"module": f"no_mod_{i}", "function": "f", "arity": 1}}
-            await _fails(ErrorCode.validation_error, node.send_message(pid="demo_worker_2", message=export))
+            await fails(ErrorCode.validation_error, node.send_message(pid="demo_worker_2", message=export))
             key = {"$map": [[{"$atom": f"no_key_{i}"}, 1]]}
-            await _fails(ErrorCode.validation_error, node.send_message(pid="demo_worker_2", message=key))
-            await _fails(
+            await fails(ErrorCode.validation_error, node.send_message(pid="demo_worker_2", message=key))
+            await fails(
                 ErrorCode.validation_error,
                 node.kill_process(pid="demo_worker_2", reason=f"no_reason_{i}"),
             )
-            await _fails(ErrorCode.not_found, node.start_process(module=f"no_mod_{i}", function="f"))
-            await _fails(
+            await fails(ErrorCode.not_found, node.start_process(module=f"no_mod_{i}", function="f"))
+            await fails(
                 ErrorCode.validation_error,
                 node.start_process(module="timer", function="sleep", args=[1], register_as=f"new_name_{i}"),
             )
-            await _fails(ErrorCode.not_found, node.get_genserver_state(pid=f"no_name_{i}"))
+            await fails(ErrorCode.not_found, node.get_genserver_state(pid=f"no_name_{i}"))
         assert await _atoms(node) == before
 
 
@@ -94,18 +89,18 @@ async def test_send_cast_and_call(erl, cookie) -> None:
         assert sent.mode == "send" and sent.reply is None
         await node.send_message(pid="demo_worker_1", message={"$atom": "ok"}, mode="cast")
         # A plain process never replies to a call: a timeout.
-        await _fails(
+        await fails(
             ErrorCode.timeout,
             node.send_message(pid="demo_busy_mailbox", message=1, mode="call", timeout=0.3),
         )
-        await _fails(ErrorCode.not_found, node.send_message(pid="no_such_registered_name_x", message=1))
-        await _fails(ErrorCode.validation_error, node.send_message(pid="<0.99999.0>x", message=1))
-        await _fails(ErrorCode.validation_error, node.send_message(pid="demo_worker_1", message={"$nope": 1}))
+        await fails(ErrorCode.not_found, node.send_message(pid="no_such_registered_name_x", message=1))
+        await fails(ErrorCode.validation_error, node.send_message(pid="<0.99999.0>x", message=1))
+        await fails(ErrorCode.validation_error, node.send_message(pid="demo_worker_1", message={"$nope": 1}))
         deep: object = 1
         for _ in range(150):
             deep = [deep]
-        await _fails(ErrorCode.limit_exceeded, node.send_message(pid="demo_worker_1", message=deep))
-        await _fails(
+        await fails(ErrorCode.limit_exceeded, node.send_message(pid="demo_worker_1", message=deep))
+        await fails(
             ErrorCode.limit_exceeded, node.send_message(pid="demo_worker_1", message="x" * (1024 * 1024 + 10))
         )
 
@@ -119,10 +114,10 @@ async def test_state_messages_and_find(erl, cookie) -> None:
         big = await node.get_genserver_state(pid="demo_big_state")
         assert big.size > 2_000_000 and not big.whole and big.state_json is None
         assert "$arsenal_truncated" in big.state
-        await _fails(ErrorCode.timeout, node.get_genserver_state(pid="demo_busy_mailbox", timeout=0.3))
+        await fails(ErrorCode.timeout, node.get_genserver_state(pid="demo_busy_mailbox", timeout=0.3))
         started = await node.start_process(module="timer", function="sleep", args=[30_000])
-        await _fails(ErrorCode.validation_error, node.get_genserver_state(pid=started.pid))
-        await _fails(ErrorCode.not_found, node.get_genserver_state(pid="no_such_registered_name_x"))
+        await fails(ErrorCode.validation_error, node.get_genserver_state(pid=started.pid))
+        await fails(ErrorCode.not_found, node.get_genserver_state(pid="no_such_registered_name_x"))
 
         for _ in range(100):
             peek = await node.get_process_messages(pid="demo_busy_mailbox", limit=5)
@@ -130,10 +125,8 @@ async def test_state_messages_and_find(erl, cookie) -> None:
                 break
             await asyncio.sleep(0.1)
         assert len(peek.messages) == 5 and peek.messages[0].source
-        await _fails(
-            ErrorCode.limit_exceeded, node.get_process_messages(pid="demo_busy_mailbox", max_queue=1)
-        )
-        await _fails(ErrorCode.validation_error, node.get_process_messages(pid="x", max_queue=200_000))
+        await fails(ErrorCode.limit_exceeded, node.get_process_messages(pid="demo_busy_mailbox", max_queue=1))
+        await fails(ErrorCode.validation_error, node.get_process_messages(pid="x", max_queue=200_000))
         empty = await node.get_process_messages(pid="demo_worker_3")
         assert empty.messages == [] or empty.message_queue_len < 10
 
@@ -149,7 +142,7 @@ async def test_state_messages_and_find(erl, cookie) -> None:
         await node.kill_process(pid=started.pid)
         gone = await node.monitor_process(pid=started.pid, timeout=1)
         assert gone.exited and gone.reason == "noproc"
-        await _fails(ErrorCode.not_found, node.get_process_messages(pid=started.pid))
+        await fails(ErrorCode.not_found, node.get_process_messages(pid=started.pid))
 
 
 async def test_kill_suspend_resume_gc_restart(make_node, cookie) -> None:
@@ -164,11 +157,11 @@ async def test_kill_suspend_resume_gc_restart(make_node, cookie) -> None:
         assert again.status == "already_suspended"
         info = await node.get_process_info(pid="demo_worker_2", fields=["status"])
         assert info.info["status"] == "suspended"
-        await _fails(ErrorCode.timeout, node.get_genserver_state(pid="demo_worker_2", timeout=0.3))
+        await fails(ErrorCode.timeout, node.get_genserver_state(pid="demo_worker_2", timeout=0.3))
         resumed = await node.resume_process(pid="demo_worker_2")
         assert resumed.status == "resumed"
         await node.get_genserver_state(pid="demo_worker_2")
-        await _fails(ErrorCode.conflict, node.resume_process(pid="demo_worker_2"))
+        await fails(ErrorCode.conflict, node.resume_process(pid="demo_worker_2"))
         # The process holding suspensions goes once it holds none: nothing is left behind.
         suspender = Atom("arsenal_agent_proc_suspender")
         assert await node.node.call("erlang", "whereis", [suspender]) == Atom("undefined")
@@ -179,8 +172,8 @@ async def test_kill_suspend_resume_gc_restart(make_node, cookie) -> None:
         await node.kill_process(pid=sleeper.pid)
         assert (await node.monitor_process(pid=f"<0.{holder.id}.{holder.serial}>", timeout=5)).exited
         assert await node.node.call("erlang", "whereis", [suspender]) == Atom("undefined")
-        await _fails(ErrorCode.not_found, node.suspend_process(pid=sleeper.pid))
-        await _fails(ErrorCode.not_found, node.monitor_process(pid="no_such_registered_name_x"))
+        await fails(ErrorCode.not_found, node.suspend_process(pid=sleeper.pid))
+        await fails(ErrorCode.not_found, node.monitor_process(pid="no_such_registered_name_x"))
 
         # A node that lost the agent gets it back on the next call.
         await node.node.unload_agent()
@@ -199,25 +192,25 @@ async def test_kill_suspend_resume_gc_restart(make_node, cookie) -> None:
         await node.restart_process(pid="demo_worker_3")
         assert await _started_at(node, "demo_worker_3") != before
         # A plain proc_lib process never answers sys:get_state: a timeout, and no restart.
-        await _fails(
+        await fails(
             ErrorCode.timeout, node.restart_process(pid="demo_busy_mailbox", keep_state=True, timeout=0.3)
         )
         spawned = await node.start_process(module="timer", function="sleep", args=[30_000])
-        await _fails(ErrorCode.conflict, node.restart_process(pid=spawned.pid))
+        await fails(ErrorCode.conflict, node.restart_process(pid=spawned.pid))
 
         victim = await node.get_process_info(pid="demo_worker_1", fields=["memory"])
         killed = await node.kill_process(pid="demo_worker_1")
         assert killed.died and killed.exit_reason == "killed"
-        await _fails(ErrorCode.not_found, node.kill_process(pid=victim.pid))
+        await fails(ErrorCode.not_found, node.kill_process(pid=victim.pid))
         normal = await node.kill_process(pid="demo_worker_2", reason="normal", wait_ms=100)
         assert not normal.died
 
         # Registered names must exist as atoms, and be free.
-        await _fails(
+        await fails(
             ErrorCode.validation_error,
             node.start_process(module="timer", function="sleep", args=[1], register_as="brand_new_name_q"),
         )
-        await _fails(
+        await fails(
             ErrorCode.conflict,
             node.start_process(module="timer", function="sleep", args=[1], register_as="code_server"),
         )
@@ -226,7 +219,7 @@ async def test_kill_suspend_resume_gc_restart(make_node, cookie) -> None:
         assert named.registered_name == "lists" and named.initial_call == "timer:sleep/1"
         assert (await node.get_process_info(pid="lists", fields=["memory"])).pid == named.pid
         await node.kill_process(pid="lists")
-        await _fails(ErrorCode.not_found, node.start_process(module="timer", function="nope", args=[1]))
+        await fails(ErrorCode.not_found, node.start_process(module="timer", function="nope", args=[1]))
 
         # Under a supervisor: a temporary child with an {arsenal, N} id.
         args = [{"$atom": "arsenal_demo_erl_worker"}, {"$tuple": [{"$atom": "demo_worker_1"}, {}]}, []]
@@ -237,26 +230,26 @@ async def test_kill_suspend_resume_gc_restart(make_node, cookie) -> None:
         children = await node.node.call("supervisor", "which_children", [Atom("arsenal_demo_erl_sup")])
         assert child.pid in {f"<0.{c[1].id}.{c[1].serial}>" for c in children if isinstance(c[1], Pid)}
         assert (await node.get_genserver_state(pid=child.pid)).behaviour == "arsenal_demo_erl_worker"
-        await _fails(
+        await fails(
             ErrorCode.validation_error,
             node.start_process(
                 module="gen_server", function="start_link", args=args, supervisor="demo_worker_2"
             ),
         )
-        await _fails(
+        await fails(
             ErrorCode.protected_process,
             node.start_process(
                 module="gen_server", function="start_link", args=args, supervisor="kernel_sup"
             ),
         )
-        failed = await _fails(
+        failed = await fails(
             ErrorCode.remote_error,
             node.start_process(
                 module="gen_server", function="start_link", args=[1, 2, 3], supervisor="arsenal_demo_erl_sup"
             ),
         )
         assert "could not start" in failed.message
-        await _fails(
+        await fails(
             ErrorCode.validation_error,
             node.start_process(
                 module="timer",
@@ -277,16 +270,14 @@ async def test_protected_processes_and_roles(make_node, cookie) -> None:
             node.suspend_process(pid="application_controller"),
             node.restart_process(pid="logger"),
         ):
-            await _fails(ErrorCode.protected_process, call)
+            await fails(ErrorCode.protected_process, call)
         # An admin may force it (suspend and resume a kernel process briefly).
         forced = await node.suspend_process(pid="erl_signal_server", force=True)
         assert forced.status == "suspended"
         await node.resume_process(pid="erl_signal_server")
     async with Arsenal(cookie=cookie, principal=Principal(role="operator")) as service:
         operator = await service.attach(demo.name, reconnect=False)
-        error = await _fails(
-            ErrorCode.protected_process, operator.kill_process(pid="code_server", force=True)
-        )
+        error = await fails(ErrorCode.protected_process, operator.kill_process(pid="code_server", force=True))
         assert "only an admin" in error.message
 
 
@@ -302,7 +293,7 @@ async def test_read_only_refuses_writes(erl, cookie) -> None:
             node.start_process(module="timer", function="sleep", args=[1]),
             node.restart_process(pid="demo_worker_1"),
         ):
-            await _fails(ErrorCode.read_only, call)
+            await fails(ErrorCode.read_only, call)
         assert (await node.get_genserver_state(pid="demo_worker_1")).whole
 
 
@@ -366,9 +357,9 @@ async def test_elixir_state_and_aliases(elixir, cookie) -> None:
 
 async def test_restart_refuses_dynamic_children_and_orphans(elixir, cookie) -> None:
     async with arsenal.attach(elixir.name, cookie=cookie, reconnect=False) as node:
-        error = await _fails(ErrorCode.conflict, node.restart_process(pid="ArsenalDemo.Dynamic1"))
+        error = await fails(ErrorCode.conflict, node.restart_process(pid="ArsenalDemo.Dynamic1"))
         assert "dynamic supervisor" in error.message
-        error = await _fails(
+        error = await fails(
             ErrorCode.conflict,
             node.start_process(
                 module="timer", function="sleep", args=[1], supervisor="ArsenalDemo.DynamicWorkers"
@@ -382,6 +373,6 @@ async def test_restart_refuses_dynamic_children_and_orphans(elixir, cookie) -> N
         found = await node.find_processes_by_module(module="timer", limit=1000)
         orphans = [row.pid for row in found.processes if row.initial_call == ":timer.sleep/1"]
         assert len(orphans) == 1
-        error = await _fails(ErrorCode.conflict, node.restart_process(pid=orphans[0]))
+        error = await fails(ErrorCode.conflict, node.restart_process(pid=orphans[0]))
         assert "no supervisor" in error.message
         await node.kill_process(pid=orphans[0])

@@ -10,14 +10,14 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-import pytest
-
 import arsenal
 from arsenal.client import Arsenal
 from arsenal.dist import Atom, Pid
-from arsenal.ops.errors import ErrorCode, OperationError
+from arsenal.ops.errors import ErrorCode
 from arsenal.ops.plain import pid_text
 from arsenal.ops.relationships import TreeNode
+
+from .helpers import fails
 
 SUP = "arsenal_demo_erl_sup"
 WORKERS = [
@@ -28,13 +28,6 @@ WORKERS = [
     "demo_busy_mailbox",
     "demo_spinner",
 ]
-
-
-async def _fails(code: ErrorCode, call: object) -> OperationError:
-    with pytest.raises(OperationError) as err:
-        await call  # type: ignore[misc]
-    assert err.value.code is code, err.value.message
-    return err.value
 
 
 def _find(nodes: Iterable[TreeNode], name: str) -> TreeNode:
@@ -104,8 +97,8 @@ async def test_process_tree_of_one_application(elixir, cookie) -> None:
         cut = shallow.applications[0].children[0].children[0]
         assert shallow.truncated and cut.truncated and cut.children == []
 
-        await _fails(ErrorCode.not_found, node.build_process_tree(application="zz_never_an_app_rel"))
-        await _fails(ErrorCode.not_found, node.build_process_tree(application="init"))
+        await fails(ErrorCode.not_found, node.build_process_tree(application="zz_never_an_app_rel"))
+        await fails(ErrorCode.not_found, node.build_process_tree(application="init"))
 
 
 async def test_whole_process_tree_shows_unsupervised_and_unowned_processes(erl, cookie) -> None:
@@ -164,13 +157,13 @@ async def test_graph_around_a_process(elixir, cookie) -> None:
         app = await node.build_relationship_graph(application="arsenal_demo")
         assert len(app.nodes) >= 13 and {n.application for n in app.nodes} == {"arsenal_demo"}
 
-        await _fails(
+        await fails(
             ErrorCode.validation_error,
             node.build_relationship_graph(pid="arsenal_demo_cascade", application="arsenal_demo"),
         )
-        await _fails(ErrorCode.not_found, node.build_relationship_graph(pid="zz_no_such_name_rel"))
-        await _fails(ErrorCode.not_found, node.build_relationship_graph(application="zz_never_an_app_rel"))
-        await _fails(ErrorCode.validation_error, node.build_relationship_graph(pid="<0.1.2.3>"))
+        await fails(ErrorCode.not_found, node.build_relationship_graph(pid="zz_no_such_name_rel"))
+        await fails(ErrorCode.not_found, node.build_relationship_graph(application="zz_never_an_app_rel"))
+        await fails(ErrorCode.validation_error, node.build_relationship_graph(pid="<0.1.2.3>"))
 
 
 async def test_graph_of_a_whole_node_has_ports_and_limits(erl, cookie) -> None:
@@ -217,12 +210,12 @@ async def test_impact_in_the_elixir_demo(elixir, cookie) -> None:
         cascade = await node.trace_failure_impact(pid="arsenal_demo_cascade", reason="shutdown")
         assert [(r.name, r.effect) for r in cascade.affected] == [(":arsenal_demo_cascade", "restarted")]
 
-        await _fails(
+        await fails(
             ErrorCode.validation_error,
             node.trace_failure_impact(pid="arsenal_demo_pool", reason="zz_no_atom_rel"),
         )
-        await _fails(ErrorCode.not_found, node.trace_failure_impact(pid="zz_no_such_name_rel"))
-        await _fails(ErrorCode.validation_error, node.trace_failure_impact(pid="<0.1.2.3>"))
+        await fails(ErrorCode.not_found, node.trace_failure_impact(pid="zz_no_such_name_rel"))
+        await fails(ErrorCode.validation_error, node.trace_failure_impact(pid="<0.1.2.3>"))
 
 
 async def test_impact_of_a_supervisor_dying_on_erl(erl, cookie) -> None:
@@ -309,8 +302,8 @@ async def test_dependencies_in_the_elixir_demo(elixir, cookie) -> None:
         assert sup.downstream.children.total == 2 and len(sup.downstream.children.items) == 1
         assert sup.downstream.children.items[0].linked is True
 
-        await _fails(ErrorCode.not_found, node.find_process_dependencies(pid="zz_no_such_name_rel"))
-        await _fails(ErrorCode.validation_error, node.find_process_dependencies(pid="<0.1.2.3>"))
+        await fails(ErrorCode.not_found, node.find_process_dependencies(pid="zz_no_such_name_rel"))
+        await fails(ErrorCode.validation_error, node.find_process_dependencies(pid="<0.1.2.3>"))
 
 
 async def test_dependencies_tables_ports_and_a_gone_process(erl, cookie) -> None:
@@ -329,9 +322,9 @@ async def test_dependencies_tables_ports_and_a_gone_process(erl, cookie) -> None
         gone: Pid = await node.node.call("erlang", "spawn", [Atom("timer"), Atom("sleep"), [60_000]])
         await node.node.call("erlang", "exit", [gone, Atom("kill")])
         await _until(lambda: _dead(node, gone))
-        err = await _fails(ErrorCode.not_found, node.find_process_dependencies(pid=pid_text(gone)))
+        err = await fails(ErrorCode.not_found, node.find_process_dependencies(pid=pid_text(gone)))
         assert "not alive" in err.message
-        await _fails(ErrorCode.not_found, node.trace_failure_impact(pid=pid_text(gone)))
+        await fails(ErrorCode.not_found, node.trace_failure_impact(pid=pid_text(gone)))
 
 
 async def test_dependencies_see_a_blocked_call(make_node, cookie) -> None:
@@ -370,7 +363,7 @@ async def test_node_down(make_node, cookie) -> None:
     target = make_node("reldown")
     async with arsenal.attach(target.name, cookie=cookie, reconnect=False) as node:
         target.kill()
-        await _fails(ErrorCode.node_down, node.build_process_tree())
+        await fails(ErrorCode.node_down, node.build_process_tree())
 
 
 async def test_rest_routes(elixir, cookie) -> None:

@@ -13,9 +13,10 @@ import pytest
 
 import arsenal
 from arsenal.dist import Atom
-from arsenal.ops.errors import ErrorCode, OperationError
+from arsenal.ops.errors import ErrorCode
 
 from .conftest import COOKIE
+from .helpers import fails
 from .nodes import BeamNode, elixir_demo_node
 
 SUP = "arsenal_demo_erl_sup"
@@ -27,13 +28,6 @@ ORDER = [
     "demo_busy_mailbox",
     "demo_spinner",
 ]
-
-
-async def _fails(code: ErrorCode, call: object) -> OperationError:
-    with pytest.raises(OperationError) as err:
-        await call  # type: ignore[misc]
-    assert err.value.code is code, err.value.message
-    return err.value
 
 
 async def _atom_count(node: arsenal.NodeClient) -> int:
@@ -148,7 +142,7 @@ async def test_elixir_tree_shows_each_strategy(elixir, cookie) -> None:
         ]
 
         # Changing the strategy of a DynamicSupervisor is refused before anything changes.
-        await _fails(
+        await fails(
             ErrorCode.conflict,
             node.change_supervisor_strategy(name="ArsenalDemo.DynamicWorkers", strategy="one_for_all"),
         )
@@ -164,9 +158,9 @@ async def test_read_errors_and_no_atoms(erl, cookie) -> None:
                 node.which_children(name=name),
                 node.get_supervision_tree(name=name),
             ):
-                error = await _fails(ErrorCode.validation_error, call)
+                error = await fails(ErrorCode.validation_error, call)
                 assert "is not a supervisor" in error.message and "list_supervisors" in error.message
-        error = await _fails(ErrorCode.validation_error, node.which_children(name="demo_worker_1"))
+        error = await fails(ErrorCode.validation_error, node.which_children(name="demo_worker_1"))
         assert "arsenal_demo_erl_worker" in error.message
 
         before = await _atom_count(node)
@@ -178,12 +172,12 @@ async def test_read_errors_and_no_atoms(erl, cookie) -> None:
                 ("<1.2.3>", ErrorCode.validation_error),
                 ("not a name!", ErrorCode.validation_error),
             ):
-                await _fails(code, node.get_supervisor_flags(name=name))
-                await _fails(code, node.which_children(name=name))
-                await _fails(code, node.get_supervision_tree(name=name))
+                await fails(code, node.get_supervisor_flags(name=name))
+                await fails(code, node.which_children(name=name))
+                await fails(code, node.get_supervision_tree(name=name))
             empty = await node.list_supervisors(name="no_such_sup_r4t5y6")
             assert empty.supervisors == [] and empty.total == 0
-            await _fails(
+            await fails(
                 ErrorCode.not_found,
                 node.restart_child(name=SUP, child="no_such_child_u7i8o9"),
             )
@@ -191,16 +185,16 @@ async def test_read_errors_and_no_atoms(erl, cookie) -> None:
         assert await _atom_count(node) == before
 
         for bad in ({"limit": 0}, {"limit": 5000}, {"nope": 1}):
-            await _fails(ErrorCode.validation_error, node.list_supervisors(**bad))
-        await _fails(ErrorCode.validation_error, node.get_supervision_tree(max_depth=0))
-        await _fails(ErrorCode.validation_error, node.get_supervision_tree(max_nodes=5000))
-        await _fails(ErrorCode.validation_error, node.change_supervisor_strategy(name=SUP, strategy="x"))
-        await _fails(
+            await fails(ErrorCode.validation_error, node.list_supervisors(**bad))
+        await fails(ErrorCode.validation_error, node.get_supervision_tree(max_depth=0))
+        await fails(ErrorCode.validation_error, node.get_supervision_tree(max_nodes=5000))
+        await fails(ErrorCode.validation_error, node.change_supervisor_strategy(name=SUP, strategy="x"))
+        await fails(
             ErrorCode.validation_error,
             node.change_supervisor_strategy(name=SUP, strategy="simple_one_for_one"),
         )
-        await _fails(ErrorCode.validation_error, node.simulate_failure(name=SUP, child="a", reason="boom"))
-        await _fails(ErrorCode.validation_error, node.simulate_failure(name=SUP, child="a", wait_ms=20000))
+        await fails(ErrorCode.validation_error, node.simulate_failure(name=SUP, child="a", reason="boom"))
+        await fails(ErrorCode.validation_error, node.simulate_failure(name=SUP, child="a", wait_ms=20000))
 
 
 # ---------------------------------------------------------------------------- changes
@@ -221,13 +215,13 @@ async def test_child_operations(make_node, cookie) -> None:
         assert stopped.id == "demo_worker_1" and stopped.pid == first.pid
         row = next(c for c in (await node.which_children(name=SUP)).children if c.id == "demo_worker_1")
         assert row.pid is None and row.state == "undefined"
-        await _fails(ErrorCode.conflict, node.simulate_failure(name=SUP, child="demo_worker_1"))
+        await fails(ErrorCode.conflict, node.simulate_failure(name=SUP, child="demo_worker_1"))
 
         again = await node.restart_child(name=SUP, child="demo_worker_1")
         assert again.new_pid and again.new_pid != first.pid
-        error = await _fails(ErrorCode.conflict, node.restart_child(name=SUP, child="demo_worker_1"))
+        error = await fails(ErrorCode.conflict, node.restart_child(name=SUP, child="demo_worker_1"))
         assert "terminate_child first" in error.message
-        await _fails(ErrorCode.conflict, node.delete_child(name=SUP, child=again.new_pid))
+        await fails(ErrorCode.conflict, node.delete_child(name=SUP, child=again.new_pid))
 
         # By pid, then delete the stopped child's spec.
         worker3 = await node.get_process_info(pid="demo_worker_3", fields=["registered_name"])
@@ -236,9 +230,9 @@ async def test_child_operations(make_node, cookie) -> None:
         assert deleted.id == "demo_worker_3"
         ids = [c.id for c in (await node.which_children(name=SUP)).children]
         assert "demo_worker_3" not in ids and len(ids) == 5
-        await _fails(ErrorCode.not_found, node.delete_child(name=SUP, child="demo_worker_3"))
-        await _fails(ErrorCode.not_found, node.terminate_child(name=SUP, child="<0.32000.8000>"))
-        await _fails(ErrorCode.validation_error, node.terminate_child(name="demo_worker_1", child="x"))
+        await fails(ErrorCode.not_found, node.delete_child(name=SUP, child="demo_worker_3"))
+        await fails(ErrorCode.not_found, node.terminate_child(name=SUP, child="<0.32000.8000>"))
+        await fails(ErrorCode.validation_error, node.terminate_child(name="demo_worker_1", child="x"))
 
         # The VM's own supervisors and processes are protected.
         for call in (
@@ -248,7 +242,7 @@ async def test_child_operations(make_node, cookie) -> None:
             node.pause_supervision(name="kernel_sup"),
             node.change_supervisor_strategy(name="kernel_sup", strategy="one_for_one"),
         ):
-            await _fails(ErrorCode.protected_process, call)
+            await fails(ErrorCode.protected_process, call)
         assert (await node.get_supervisor_flags(name="kernel_sup")).strategy == "one_for_all"
 
     async with arsenal.attach(target.name, cookie=cookie, reconnect=False, read_only=True) as ro:
@@ -261,7 +255,7 @@ async def test_child_operations(make_node, cookie) -> None:
             ro.resume_supervision(name=SUP),
             ro.change_supervisor_strategy(name=SUP, strategy="one_for_all"),
         ):
-            await _fails(ErrorCode.read_only, call)
+            await fails(ErrorCode.read_only, call)
         assert (await ro.which_children(name=SUP)).total == 5
 
 
@@ -289,7 +283,7 @@ async def test_simulate_failure_follows_the_strategy_it_is_switched_to(make_node
         # The supervisor itself was never restarted: same pid, its children intact.
         flags = await node.get_supervisor_flags(name=SUP)
         assert flags.strategy == "one_for_all" and flags.intensity == 10
-        await _fails(ErrorCode.not_found, node.simulate_failure(name=SUP, child="nobody_here"))
+        await fails(ErrorCode.not_found, node.simulate_failure(name=SUP, child="nobody_here"))
 
 
 @pytest.mark.timeout(90)
@@ -299,8 +293,8 @@ async def test_pause_and_resume(make_node, cookie) -> None:
         paused = await node.pause_supervision(name=SUP, auto_resume_seconds=600)
         assert paused.paused and paused.name == SUP
         assert (await node.get_supervisor_flags(name=SUP)).paused is True
-        await _fails(ErrorCode.conflict, node.pause_supervision(name=SUP))
-        error = await _fails(ErrorCode.timeout, node.which_children(name=SUP))
+        await fails(ErrorCode.conflict, node.pause_supervision(name=SUP))
+        error = await fails(ErrorCode.timeout, node.which_children(name=SUP))
         assert "resume_supervision" in error.message
 
         # A child that dies while paused stays dead...
@@ -311,7 +305,7 @@ async def test_pause_and_resume(make_node, cookie) -> None:
         # ...and is restarted on resume.
         resumed = await node.resume_supervision(name=SUP)
         assert resumed.paused is False
-        await _fails(ErrorCode.conflict, node.resume_supervision(name=SUP))
+        await fails(ErrorCode.conflict, node.resume_supervision(name=SUP))
 
         async def back() -> bool:
             return await node.node.call("erlang", "whereis", [Atom("demo_spinner")]) != Atom("undefined")
@@ -333,8 +327,8 @@ async def test_pause_and_resume(make_node, cookie) -> None:
             return (await node.get_supervisor_flags(name=SUP)).paused is False
 
         await _until(running)
-        await _fails(ErrorCode.validation_error, node.pause_supervision(name="demo_worker_1"))
-        await _fails(ErrorCode.validation_error, node.pause_supervision(name=SUP, auto_resume_seconds=0))
+        await fails(ErrorCode.validation_error, node.pause_supervision(name="demo_worker_1"))
+        await fails(ErrorCode.validation_error, node.pause_supervision(name=SUP, auto_resume_seconds=0))
 
 
 @pytest.mark.timeout(90)
@@ -350,7 +344,7 @@ async def test_elixir_one_for_all_and_dynamic_children(exdemo, cookie) -> None:
         assert dynamic.total >= 2 and all(c.id is None for c in dynamic.children)
         one = next(c for c in dynamic.children if c.name == "ArsenalDemo.Dynamic1")
         assert one.restart is not None
-        await _fails(ErrorCode.conflict, node.restart_child(name="ArsenalDemo.DynamicWorkers", child=one.pid))
+        await fails(ErrorCode.conflict, node.restart_child(name="ArsenalDemo.DynamicWorkers", child=one.pid))
         two = next(c for c in dynamic.children if c.name == "ArsenalDemo.Dynamic2")
         report = await node.simulate_failure(name="ArsenalDemo.DynamicWorkers", child=two.pid, reason="kill")
         outcomes = {c.outcome for c in report.changes if c.old_pid == two.pid or c.outcome == "started"}
@@ -364,7 +358,7 @@ async def test_elixir_one_for_all_and_dynamic_children(exdemo, cookie) -> None:
         )
         again = await node.which_children(name="ArsenalDemo.DynamicWorkers")
         assert added.pid in {c.pid for c in again.children} and again.total == dynamic.total
-        await _fails(
+        await fails(
             ErrorCode.conflict, node.add_child(name="ArsenalDemo.DynamicWorkers", id="e", module="gen_event")
         )
 
@@ -377,66 +371,66 @@ async def test_add_children_start_and_stop_supervisors(make_node, cookie) -> Non
         assert added.id == "events" and added.pid.startswith("<0.")
         row = next(c for c in (await node.which_children(name=SUP)).children if c.id == "events")
         assert row.pid == added.pid and row.restart == "temporary"
-        await _fails(ErrorCode.conflict, node.add_child(name=SUP, id="events", module="gen_event"))
+        await fails(ErrorCode.conflict, node.add_child(name=SUP, id="events", module="gen_event"))
         await node.terminate_child(name=SUP, child="events")  # a temporary child is forgotten too
         assert "events" not in {c.id for c in (await node.which_children(name=SUP)).children}
 
         before = await _atom_count(node)
-        missing = await _fails(
+        missing = await fails(
             ErrorCode.not_found, node.add_child(name=SUP, id="x1", module="no_such_module_zq1", function="go")
         )
         assert "no_such_module_zq1" in missing.message
-        await _fails(
+        await fails(
             ErrorCode.not_found, node.add_child(name=SUP, id="x2", module="lists", function="nope_zq2")
         )
-        await _fails(
+        await fails(
             ErrorCode.validation_error,
             node.start_supervisor(module="disk_log_sup", arg=[], register_as="brand_new_name_zq3"),
         )
-        await _fails(ErrorCode.not_found, node.start_supervisor(module="NoSuch.ElixirModule.Zq4"))
+        await fails(ErrorCode.not_found, node.start_supervisor(module="NoSuch.ElixirModule.Zq4"))
         await asyncio.sleep(0.2)
         assert await _atom_count(node) == before
 
         for bad in ([{"a": 1}], [None], [1.5], [[[[[[[[[[1]]]]]]]]]]):
-            await _fails(ErrorCode.validation_error, node.add_child(name=SUP, id="x", module="m", args=bad))
-        await _fails(ErrorCode.validation_error, node.add_child(name=SUP, id="x", module="not a module"))
+            await fails(ErrorCode.validation_error, node.add_child(name=SUP, id="x", module="m", args=bad))
+        await fails(ErrorCode.validation_error, node.add_child(name=SUP, id="x", module="not a module"))
         # A start that fails is a conflict that says why; the supervisor is still fine.
-        failed = await _fails(
+        failed = await fails(
             ErrorCode.conflict,
             node.add_child(name=SUP, id="rev", module="lists", function="reverse", args=[[1]]),
         )
         assert "did not start" in failed.message
-        await _fails(ErrorCode.conflict, node.add_dynamic_child(name=SUP, args=[1]))
+        await fails(ErrorCode.conflict, node.add_dynamic_child(name=SUP, args=[1]))
 
         # A simple_one_for_one supervisor of OTP's own, started outside any tree.
         started = await node.start_supervisor(module="disk_log_sup", arg=[], register_as="disk_log_sup")
         assert started.name == "disk_log_sup" and started.module == "disk_log_sup"
         assert (await node.get_supervisor_flags(name="disk_log_sup")).strategy == "simple_one_for_one"
-        await _fails(
+        await fails(
             ErrorCode.conflict, node.start_supervisor(module="disk_log_sup", register_as="disk_log_sup")
         )
         child = await node.add_dynamic_child(name="disk_log_sup", args=[123])
         kids = await node.which_children(name="disk_log_sup")
         assert [c.pid for c in kids.children] == [child.pid] and kids.children[0].restart == "temporary"
-        await _fails(
+        await fails(
             ErrorCode.validation_error, node.add_dynamic_child(name="disk_log_sup", module="gen_event")
         )
-        await _fails(ErrorCode.conflict, node.add_child(name="disk_log_sup", id="y", module="gen_event"))
-        await _fails(
+        await fails(ErrorCode.conflict, node.add_child(name="disk_log_sup", id="y", module="gen_event"))
+        await fails(
             ErrorCode.conflict, node.change_supervisor_strategy(name="disk_log_sup", strategy="one_for_all")
         )
-        await _fails(ErrorCode.conflict, node.restart_child(name="disk_log_sup", child=child.pid))
-        await _fails(ErrorCode.conflict, node.start_supervisor(module="arsenal_demo_erl_sup"))
+        await fails(ErrorCode.conflict, node.restart_child(name="disk_log_sup", child=child.pid))
+        await fails(ErrorCode.conflict, node.start_supervisor(module="arsenal_demo_erl_sup"))
 
         stopped = await node.stop_supervisor(name="disk_log_sup")
         assert stopped.pid == started.pid and stopped.parent is None
-        await _fails(ErrorCode.not_found, node.get_supervisor_flags(name="disk_log_sup"))
-        await _fails(ErrorCode.not_found, node.stop_supervisor(name=started.pid))
-        await _fails(ErrorCode.protected_process, node.stop_supervisor(name="kernel_sup"))
-        await _fails(
+        await fails(ErrorCode.not_found, node.get_supervisor_flags(name="disk_log_sup"))
+        await fails(ErrorCode.not_found, node.stop_supervisor(name=started.pid))
+        await fails(ErrorCode.protected_process, node.stop_supervisor(name="kernel_sup"))
+        await fails(
             ErrorCode.protected_process, node.add_child(name="kernel_sup", id="z", module="gen_event")
         )
-        await _fails(ErrorCode.validation_error, node.stop_supervisor(name="demo_worker_1"))
+        await fails(ErrorCode.validation_error, node.stop_supervisor(name="demo_worker_1"))
 
     async with arsenal.attach(target.name, cookie=cookie, reconnect=False, read_only=True) as ro:
         for call in (
@@ -445,7 +439,7 @@ async def test_add_children_start_and_stop_supervisors(make_node, cookie) -> Non
             ro.start_supervisor(module="disk_log_sup"),
             ro.stop_supervisor(name=SUP),
         ):
-            await _fails(ErrorCode.read_only, call)
+            await fails(ErrorCode.read_only, call)
 
 
 # ---------------------------------------------------------------------------- CLI

@@ -14,7 +14,9 @@ import pytest
 import arsenal
 from arsenal.client import Arsenal
 from arsenal.dist import Atom
-from arsenal.ops.errors import ErrorCode, OperationError
+from arsenal.ops.errors import ErrorCode
+
+from .helpers import fails
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -26,13 +28,6 @@ async def _atom_count(node) -> int:
 
 async def _eval(node, source: str):
     return await node.node.call("arsenal_test_support", "eval", [source.encode()])
-
-
-async def _fails(code: ErrorCode, call) -> OperationError:
-    with pytest.raises(OperationError) as err:
-        await call
-    assert err.value.code is code, err.value.message
-    return err.value
 
 
 # ---------------------------------------------------------------------- facts and memory
@@ -68,7 +63,7 @@ async def test_applications_with_versions_and_process_counts(elixir, cookie) -> 
         assert apps["kernel"].process_count > 5
         counted = sum(a.process_count for a in listed.applications) + listed.other_processes
         assert abs(counted - listed.process_count) < 20  # processes come and go between the two reads
-        await _fails(ErrorCode.validation_error, node.list_applications(timeout_ms=10))
+        await fails(ErrorCode.validation_error, node.list_applications(timeout_ms=10))
 
 
 async def test_registered_names_and_ports(erl, cookie) -> None:
@@ -87,7 +82,7 @@ async def test_registered_names_and_ports(erl, cookie) -> None:
         assert all(p.port.startswith("#Port<") and p.name for p in ports.ports)
         io = [p.input + p.output for p in ports.ports]
         assert io == sorted(io, reverse=True)
-        await _fails(ErrorCode.validation_error, node.list_ports(limit=0))
+        await fails(ErrorCode.validation_error, node.list_ports(limit=0))
 
 
 async def test_pg_groups_are_listed_when_pg_runs(make_node, cookie) -> None:
@@ -127,7 +122,7 @@ async def test_ets_list_sorted_and_paged(erl, cookie) -> None:
             seen += [t.id for t in page.tables]
             offset = page.next_offset
         assert len(seen) == len(set(seen)) >= by_memory.table_count - 2
-        await _fails(ErrorCode.validation_error, node.list_ets_tables(sort_by="name"))
+        await fails(ErrorCode.validation_error, node.list_ets_tables(sort_by="name"))
 
 
 async def test_ets_rows_paged_with_a_key_cursor(erl, cookie) -> None:
@@ -148,7 +143,7 @@ async def test_ets_rows_paged_with_a_key_cursor(erl, cookie) -> None:
         unnamed = next(t for t in tables if t.id.startswith("#Ref<") and t.protection != "private")
         assert (await node.get_ets_table(table=unnamed.id, limit=1)).table.id == unnamed.id
         private = next(t for t in tables if t.protection == "private")
-        error = await _fails(ErrorCode.forbidden, node.get_ets_table(table=private.id))
+        error = await fails(ErrorCode.forbidden, node.get_ets_table(table=private.id))
         assert "private" in error.message
 
 
@@ -156,17 +151,17 @@ async def test_ets_errors_and_no_atoms(erl, cookie) -> None:
     async with arsenal.attach(erl.name, cookie=cookie, reconnect=False) as node:
         before = await _atom_count(node)
         for table in ("no_such_table_xq81", "Elixir.NoSuch.Table9", "#Ref<0.1.2.3>"):
-            await _fails(ErrorCode.not_found, node.get_ets_table(table=table))
+            await fails(ErrorCode.not_found, node.get_ets_table(table=table))
         assert await _atom_count(node) == before
         for bad in ({"table": "a b"}, {"table": "ac_tab", "limit": 501}, {"table": "ac_tab", "cursor": "x"}):
-            await _fails(ErrorCode.validation_error, node.get_ets_table(**bad))
+            await fails(ErrorCode.validation_error, node.get_ets_table(**bad))
         # A cursor naming an atom the node does not know is refused (binary_to_term [safe]).
         import base64
 
         from arsenal.dist.etf import term_to_binary
 
         forged = "k:" + base64.urlsafe_b64encode(term_to_binary(Atom("never_seen_atom_q7z"))).decode()
-        await _fails(ErrorCode.validation_error, node.get_ets_table(table="ac_tab", cursor=forged))
+        await fails(ErrorCode.validation_error, node.get_ets_table(table="ac_tab", cursor=forged))
         assert await _atom_count(node) == before
 
 
@@ -204,7 +199,7 @@ async def test_ets_bag_pages_by_offset_and_big_rows_are_truncated(make_node, coo
         first = await node.get_ets_table(table="arsenal_test_set", limit=3)
         last_key = first.rows[-1][0]
         await _eval(node, f"ets:delete(arsenal_test_set, {last_key})")
-        await _fails(
+        await fails(
             ErrorCode.conflict,
             node.get_ets_table(table="arsenal_test_set", limit=3, cursor=first.next_cursor),
         )
@@ -222,7 +217,7 @@ async def test_scheduler_usage_restores_the_flag(erl, cookie) -> None:
         flag = await node.node.call("erlang", "statistics", [Atom("scheduler_wall_time")])
         assert flag == Atom("undefined")  # sampling turned the flag on and back off
         for bad in (0.05, 11):
-            await _fails(ErrorCode.validation_error, node.get_scheduler_usage(interval=bad))
+            await fails(ErrorCode.validation_error, node.get_scheduler_usage(interval=bad))
 
 
 async def test_health_score_with_reasons(erl, cookie) -> None:
@@ -254,7 +249,7 @@ async def test_health_score_with_reasons(erl, cookie) -> None:
 
         calm = await node.analyze_system_health()
         assert calm.large_queue_count == 0
-        await _fails(ErrorCode.validation_error, node.analyze_system_health(limit=0))
+        await fails(ErrorCode.validation_error, node.analyze_system_health(limit=0))
 
 
 _DEADLOCK = """begin
@@ -282,7 +277,7 @@ async def test_bottlenecks_find_deadlocks_and_growing_queues(make_node, cookie) 
         assert found.waiting_call_count >= 2
         assert f"<0.{sink.id}.{sink.serial}>" in {g.pid for g in found.growing_queues}
         assert any(f.startswith("deadlock") for f in found.findings)
-        await _fails(ErrorCode.validation_error, node.detect_bottlenecks(interval=20))
+        await fails(ErrorCode.validation_error, node.detect_bottlenecks(interval=20))
 
         queue = await node.analyze_message_queue(pid=f"<0.{sink.id}.{sink.serial}>", interval=0.2)
         assert queue.after > queue.before and queue.growth_per_s > 0 and queue.copied
@@ -301,7 +296,7 @@ async def test_analyze_message_queue_errors(erl, cookie) -> None:
             ("nobody_registered_here_q1", ErrorCode.not_found),
             ("not a name!", ErrorCode.validation_error),
         ):
-            await _fails(code, node.analyze_message_queue(pid=pid, interval=0))
+            await fails(code, node.analyze_message_queue(pid=pid, interval=0))
 
 
 # ---------------------------------------------------------------------- nodes
@@ -318,9 +313,7 @@ async def test_attach_list_and_detach_nodes(erl, elixir, make_node, cookie) -> N
         assert second.node.name == elixir.name and second.node.read_only and not second.node.default
         again = await service.run("attach_node", {"name": erl.name})
         assert again.already_attached
-        await _fails(
-            ErrorCode.conflict, service.run("attach_node", {"name": elixir.name, "read_only": False})
-        )
+        await fails(ErrorCode.conflict, service.run("attach_node", {"name": elixir.name, "read_only": False}))
         listed = (await service.run("list_nodes")).nodes
         assert [(n.name, n.connected, n.language) for n in listed] == [
             (erl.name, True, "erlang"),
@@ -331,17 +324,17 @@ async def test_attach_list_and_detach_nodes(erl, elixir, make_node, cookie) -> N
         assert info.language == "elixir"
 
         atoms = await service.run("get_system_info", node=erl.name)
-        await _fails(ErrorCode.node_down, service.run("attach_node", {"name": "nobody_here_zq9"}))
+        await fails(ErrorCode.node_down, service.run("attach_node", {"name": "nobody_here_zq9"}))
         other = make_node("cookie", cookie="another-cookie")
-        await _fails(ErrorCode.forbidden, service.run("attach_node", {"name": other.name}))
-        await _fails(ErrorCode.validation_error, service.run("attach_node", {"name": "bad name!"}))
+        await fails(ErrorCode.forbidden, service.run("attach_node", {"name": other.name}))
+        await fails(ErrorCode.validation_error, service.run("attach_node", {"name": "bad name!"}))
         await asyncio.sleep(0.05)
         assert (await service.run("get_system_info", node=erl.name)).atom_count == atoms.atom_count
 
         gone = await service.run("detach_node", {"name": elixir.name})
         assert gone.remaining == [erl.name]
-        await _fails(ErrorCode.not_found, service.run("detach_node", {"name": elixir.name}))
-        await _fails(ErrorCode.not_found, service.run("get_system_info", node=elixir.name))
+        await fails(ErrorCode.not_found, service.run("detach_node", {"name": elixir.name}))
+        await fails(ErrorCode.not_found, service.run("get_system_info", node=elixir.name))
         assert [n.name for n in (await service.run("list_nodes")).nodes] == [erl.name]
 
 

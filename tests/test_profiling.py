@@ -18,8 +18,9 @@ from arsenal.api import create_app
 from arsenal.client import Arsenal
 from arsenal.dist import Atom
 from arsenal.ops.base import Principal
-from arsenal.ops.errors import ErrorCode, OperationError
+from arsenal.ops.errors import ErrorCode
 
+from .helpers import eval_erlang, fails
 from .nodes import ROOT
 
 pytestmark = pytest.mark.timeout(120)
@@ -42,14 +43,9 @@ async def _call(service: Arsenal, node: str, function: str, *args: Any) -> Any:
     return await service.pool.get(node).call(SUPPORT, function, list(args))
 
 
-async def _eval(service: Arsenal, node: str, source: str) -> Any:
-    body = f"begin {source.strip().removesuffix('.')} end"
-    return await _call(service, node, "eval", body.encode())
-
-
 async def _quiet(service: Arsenal, node: str) -> None:
     """Stop the helpers' processes, if they still run."""
-    await _eval(
+    await eval_erlang(
         service,
         node,
         "[exit(P, kill) || N <- [arsenal_test_busy, arsenal_test_stack], P <- [whereis(N)], is_pid(P)], ok",
@@ -76,13 +72,6 @@ async def _assert_clean(service: Arsenal, node: str) -> None:
     assert state["patterns"] == [], state
     assert profile["counted"] == [], profile
     assert profile["samplers"] == [], profile
-
-
-async def _failure(code: ErrorCode, call: Any) -> OperationError:
-    with pytest.raises(OperationError) as err:
-        await call
-    assert err.value.code is code, err.value.message
-    return err.value
 
 
 async def _hub_sessions(service: Arsenal, node: str) -> list[Any]:
@@ -182,7 +171,7 @@ async def test_profile_process_ends_when_the_process_exits(erl, cookie) -> None:
 async def test_profile_process_with_function_call_time(erl, cookie) -> None:
     service = await _service(erl.name, cookie)
     try:
-        busy = await _eval(service, erl.name, "arsenal_test_support:busy_caller(1, 10)")
+        busy = await eval_erlang(service, erl.name, "arsenal_test_support:busy_caller(1, 10)")
         busy_text = f"<0.{busy.id}.{busy.serial}>"
         task = asyncio.create_task(
             service.run(
@@ -255,12 +244,12 @@ async def test_profile_function_refusals_and_conflicts(erl, cookie) -> None:
     operator = await _service(erl.name, cookie, role="operator")
     try:
         run = service.run
-        await _failure(ErrorCode.forbidden, run("profile_function", {"patterns": ["lists"]}))
-        await _failure(ErrorCode.forbidden, run("profile_function", {"patterns": ["lists:_"]}))
-        await _failure(
+        await fails(ErrorCode.forbidden, run("profile_function", {"patterns": ["lists"]}))
+        await fails(ErrorCode.forbidden, run("profile_function", {"patterns": ["lists:_"]}))
+        await fails(
             ErrorCode.forbidden, run("profile_function", {"patterns": ["arsenal_agent_prof:sample/5"]})
         )
-        await _failure(
+        await fails(
             ErrorCode.forbidden,
             operator.run("profile_function", {"patterns": ["lists"], "force": True, "duration": 0.1}),
         )
@@ -269,21 +258,21 @@ async def test_profile_function_refusals_and_conflicts(erl, cookie) -> None:
             "arsenal_test_support:traced/1 -> return",
             "x:y(A) when A > 1",
         ):
-            await _failure(ErrorCode.validation_error, run("profile_function", {"patterns": [bad]}))
+            await fails(ErrorCode.validation_error, run("profile_function", {"patterns": [bad]}))
         for duration in (0, 0.05, 61, -1):
-            await _failure(
+            await fails(
                 ErrorCode.validation_error,
                 run("profile_function", {"patterns": [TRACED], "duration": duration}),
             )
-        await _failure(ErrorCode.validation_error, run("profile_function", {"patterns": []}))
-        await _failure(
+        await fails(ErrorCode.validation_error, run("profile_function", {"patterns": []}))
+        await fails(
             ErrorCode.validation_error,
             run("profile_function", {"patterns": [TRACED], "measure": "count", "pids": ["init"]}),
         )
-        await _failure(
+        await fails(
             ErrorCode.not_found, run("profile_function", {"patterns": ["zz_no_such_module_profiled:f/1"]})
         )
-        await _failure(
+        await fails(
             ErrorCode.not_found, run("profile_function", {"patterns": ["arsenal_test_support:nope/9"]})
         )
         # An admin may force a hot module.
@@ -297,7 +286,7 @@ async def test_profile_function_refusals_and_conflicts(erl, cookie) -> None:
             run("profile_function", {"patterns": [TRACED], "measure": "count", "duration": 2})
         )
         await _when_counting(service, erl.name)
-        error = await _failure(
+        error = await fails(
             ErrorCode.conflict, run("profile_function", {"patterns": ["arsenal_test_support:_"]})
         )
         assert (await first).trace in error.message  # the session that holds the counter is named
@@ -311,15 +300,15 @@ async def test_profile_process_errors(erl, cookie) -> None:
     service = await _service(erl.name, cookie)
     try:
         run = service.run
-        await _failure(ErrorCode.not_found, run("profile_process", {"pid": "zz_no_such_process_name"}))
-        dead = await _eval(service, erl.name, "P = spawn(fun() -> ok end), timer:sleep(50), P")
+        await fails(ErrorCode.not_found, run("profile_process", {"pid": "zz_no_such_process_name"}))
+        dead = await eval_erlang(service, erl.name, "P = spawn(fun() -> ok end), timer:sleep(50), P")
         dead_text = f"<0.{dead.id}.{dead.serial}>"
-        await _failure(ErrorCode.not_found, run("profile_process", {"pid": dead_text, "duration": 0.2}))
-        await _failure(
+        await fails(ErrorCode.not_found, run("profile_process", {"pid": dead_text, "duration": 0.2}))
+        await fails(
             ErrorCode.not_found,
             run("profile_process", {"pid": dead_text, "duration": 0.2, "functions": [TRACED]}),
         )
-        await _failure(
+        await fails(
             ErrorCode.not_found,
             run("profile_function", {"patterns": [TRACED], "pids": [dead_text], "duration": 0.2}),
         )
@@ -331,9 +320,9 @@ async def test_profile_process_errors(erl, cookie) -> None:
             {"max_samples": 0},
             {"max_samples": 20001},
         ):
-            await _failure(ErrorCode.validation_error, run("profile_process", {"pid": "init", **bad}))
-        await _failure(ErrorCode.validation_error, run("profile_process", {"pid": "1.2.3"}))
-        await _failure(ErrorCode.forbidden, run("profile_process", {"pid": "init", "functions": ["ets"]}))
+            await fails(ErrorCode.validation_error, run("profile_process", {"pid": "init", **bad}))
+        await fails(ErrorCode.validation_error, run("profile_process", {"pid": "1.2.3"}))
+        await fails(ErrorCode.forbidden, run("profile_process", {"pid": "init", "functions": ["ets"]}))
         await _assert_clean(service, erl.name)
     finally:
         await service.close()

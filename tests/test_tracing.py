@@ -26,8 +26,9 @@ from arsenal.api import create_app
 from arsenal.client import Arsenal
 from arsenal.dist import Atom
 from arsenal.ops.base import Principal
-from arsenal.ops.errors import ErrorCode, OperationError
+from arsenal.ops.errors import ErrorCode
 
+from .helpers import eval_erlang, fails
 from .nodes import ROOT
 
 pytestmark = pytest.mark.timeout(120)
@@ -36,15 +37,11 @@ pytestmark = pytest.mark.timeout(120)
 BUSY = "arsenal_test_support:busy_caller({ms}, {seconds})."
 
 
-async def _eval(service: Arsenal, node: str, source: str) -> Any:
-    """Erlang expressions (test code, not request data), separated by commas, a final dot optional."""
-    body = f"begin {source.strip().removesuffix('.')} end"
-    return await service.pool.get(node).call("arsenal_test_support", "eval", [body.encode()])
-
-
 async def _quiet(service: Arsenal, node: str) -> None:
     """Stop the test's busy caller, if one still runs."""
-    await _eval(service, node, "case whereis(arsenal_test_busy) of undefined -> ok; P -> exit(P, kill) end")
+    await eval_erlang(
+        service, node, "case whereis(arsenal_test_busy) of undefined -> ok; P -> exit(P, kill) end"
+    )
 
 
 async def _trace_state(service: Arsenal, node: str) -> dict[str, Any]:
@@ -66,13 +63,6 @@ async def _assert_clean(service: Arsenal, node: str) -> None:
     assert state["patterns"] == [], state
 
 
-async def _failure(code: ErrorCode, call: Any) -> OperationError:
-    with pytest.raises(OperationError) as err:
-        await call
-    assert err.value.code is code, err.value.message
-    return err.value
-
-
 async def _service(node: str, cookie: str, role: str = "admin") -> Arsenal:
     service = Arsenal(cookie=cookie, principal=Principal(name="test", role=role))
     await service.attach(node, reconnect=False)
@@ -92,7 +82,7 @@ async def service(erl, cookie) -> AsyncIterator[Arsenal]:
 
 
 async def test_trace_calls_with_conditions_results_and_callers(erl, service: Arsenal) -> None:
-    await _eval(service, erl.name, BUSY.format(ms=5, seconds=3))
+    await eval_erlang(service, erl.name, BUSY.format(ms=5, seconds=3))
     started = await service.run(
         "trace_calls",
         {
@@ -123,7 +113,7 @@ async def test_trace_calls_with_conditions_results_and_callers(erl, service: Ars
 
 
 async def test_limits_trip_inside_the_node(erl, service: Arsenal) -> None:
-    await _eval(service, erl.name, BUSY.format(ms=0, seconds=3))
+    await eval_erlang(service, erl.name, BUSY.format(ms=0, seconds=3))
     tripped = await service.run(
         "trace_calls",
         {"patterns": ["arsenal_test_support:traced/1"], "max_events": 100000, "rate": 50, "wait": True},
@@ -170,14 +160,14 @@ async def test_a_tracer_that_falls_behind_stops_all_tracing(erl, service: Arsena
         "trace_messages", {"pids": ["demo_worker_1"], "max_events": 1000, "duration": 20}
     )
     # A suspension lasts as long as the process that made it: this one holds it for 1.5 s.
-    await _eval(
+    await eval_erlang(
         service,
         erl.name,
         "H = arsenal_agent_trace:hub(), S = self(), "
         "spawn(fun() -> erlang:suspend_process(H), S ! held, timer:sleep(1500), "
         "erlang:resume_process(H) end), receive held -> ok end",
     )
-    await _eval(service, erl.name, BUSY.format(ms=0, seconds=1))
+    await eval_erlang(service, erl.name, BUSY.format(ms=0, seconds=1))
     for trace_id in (first.id, second.id):
         info = await _wait_finished(service, trace_id)
         assert info.end_reason == "queue_overflow", info
@@ -200,13 +190,13 @@ async def test_messages_process_lifecycle_and_history(erl, service: Arsenal) -> 
     echo = await service.pool.get(erl.name).call("arsenal_test_support", "start_echo", [])
     pid = f"<0.{echo.id}.{echo.serial}>"
     session = await service.run("trace_process", {"pid": pid, "max_events": 50, "duration": 10})
-    echoed = await _eval(
+    echoed = await eval_erlang(
         service,
         erl.name,
         f'list_to_pid("{pid}") ! {{echo, self(), hello}}, receive hello -> ok after 2000 -> late end',
     )
     assert echoed == Atom("ok")
-    await _eval(service, erl.name, f'exit(list_to_pid("{pid}"), kill).')
+    await eval_erlang(service, erl.name, f'exit(list_to_pid("{pid}"), kill).')
     info = await _wait_finished(service, session.id)
     assert info.end_reason == "processes_exited", info
     events = (await service.run("get_trace_results", {"id": session.id})).events
@@ -226,7 +216,7 @@ async def test_messages_process_lifecycle_and_history(erl, service: Arsenal) -> 
 
 
 async def test_sessions_run_side_by_side_without_stealing_events(erl, service: Arsenal) -> None:
-    await _eval(service, erl.name, BUSY.format(ms=2, seconds=4))
+    await eval_erlang(service, erl.name, BUSY.format(ms=2, seconds=4))
     calls = await service.run(
         "trace_calls", {"patterns": ["arsenal_test_support:traced/1"], "max_events": 20, "duration": 10}
     )
@@ -237,7 +227,7 @@ async def test_sessions_run_side_by_side_without_stealing_events(erl, service: A
     messages = await service.run(
         "trace_messages", {"pids": ["demo_worker_1"], "max_events": 2, "duration": 10}
     )
-    overlap = await _failure(
+    overlap = await fails(
         ErrorCode.conflict,
         service.run("trace_calls", {"patterns": ["arsenal_test_support:traced/_"], "duration": 5}),
     )
@@ -262,7 +252,7 @@ async def test_stop_and_the_owner_going_away_end_sessions(erl, cookie, service: 
     await _assert_clean(service, erl.name)
     # A second stop is harmless; an unknown id is not found.
     assert (await service.run("stop_trace", {"id": session.id})).end_reason == "stopped"
-    await _failure(ErrorCode.not_found, service.run("stop_trace", {"id": "abcdef123456"}))
+    await fails(ErrorCode.not_found, service.run("stop_trace", {"id": "abcdef123456"}))
 
     # Another Arsenal starts a session and goes away without stopping it.
     other = await _service(erl.name, cookie)
@@ -321,7 +311,7 @@ async def test_a_node_that_dies_mid_trace(make_node, cookie) -> None:
         target.kill()
         info = await _wait_finished(service, session.id)
         assert info.end_reason == "node_down", info
-        await _failure(ErrorCode.node_down, service.run("trace_messages", {"pids": ["demo_worker_1"]}))
+        await fails(ErrorCode.node_down, service.run("trace_messages", {"pids": ["demo_worker_1"]}))
         assert (await service.run("list_traces", {})).running == 0
     finally:
         await service.close()
@@ -350,19 +340,19 @@ async def test_bad_patterns_and_refusals(erl, cookie) -> None:
             (ErrorCode.validation_error, ["lists:seq/2 -> stack"], "stack"),
         ]
         for code, patterns, text in cases:
-            err = await _failure(code, service.run("trace_calls", {"patterns": patterns, "duration": 1}))
+            err = await fails(code, service.run("trace_calls", {"patterns": patterns, "duration": 1}))
             assert text in err.message, (patterns, err.message)
-        await _failure(ErrorCode.validation_error, service.run("trace_calls", {"patterns": []}))
-        await _failure(
+        await fails(ErrorCode.validation_error, service.run("trace_calls", {"patterns": []}))
+        await fails(
             ErrorCode.validation_error, service.run("trace_calls", {"patterns": ["x:y/1"], "rate": 0})
         )
-        await _failure(
+        await fails(
             ErrorCode.validation_error, service.run("trace_calls", {"patterns": ["x:y/1"], "duration": 0})
         )
-        await _failure(ErrorCode.not_found, service.run("trace_messages", {"pids": ["zz_nobody_here_qq"]}))
-        await _failure(ErrorCode.not_found, service.run("trace_process", {"pid": "<0.32000.900>"}))
-        await _failure(ErrorCode.validation_error, service.run("trace_process", {"pid": "<1.2.3>"}))
-        await _failure(
+        await fails(ErrorCode.not_found, service.run("trace_messages", {"pids": ["zz_nobody_here_qq"]}))
+        await fails(ErrorCode.not_found, service.run("trace_process", {"pid": "<0.32000.900>"}))
+        await fails(ErrorCode.validation_error, service.run("trace_process", {"pid": "<1.2.3>"}))
+        await fails(
             ErrorCode.forbidden, operator.run("trace_calls", {"patterns": ["lists:_"], "force": True})
         )
         forced = await service.run(
@@ -380,13 +370,13 @@ async def test_bad_patterns_and_refusals(erl, cookie) -> None:
 async def test_another_tracer_is_not_robbed(erl, cookie) -> None:
     service = await _service(erl.name, cookie)
     try:
-        await _eval(service, erl.name, "{ok, _} = dbg:tracer(), {ok, _} = dbg:p(new, [call]), ok.")
-        err = await _failure(
+        await eval_erlang(service, erl.name, "{ok, _} = dbg:tracer(), {ok, _} = dbg:p(new, [call]), ok.")
+        err = await fails(
             ErrorCode.conflict, service.run("trace_calls", {"patterns": ["arsenal_test_support:traced/1"]})
         )
         assert "dbg" in err.message
     finally:
-        await _eval(service, erl.name, "dbg:stop(), ok.")
+        await eval_erlang(service, erl.name, "dbg:stop(), ok.")
         await service.close()
 
 
@@ -399,7 +389,7 @@ async def test_rest_websocket_and_export(erl, cookie) -> None:
     transport = ASGIWebSocketTransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://arsenal.test") as client:
-            await _eval(service, erl.name, BUSY.format(ms=20, seconds=5))
+            await eval_erlang(service, erl.name, BUSY.format(ms=20, seconds=5))
             started = await client.post(
                 "/api/v1/traces/calls",
                 json={
@@ -587,14 +577,14 @@ async def test_unloading_the_agent_ends_sessions_and_undoes_them(make_node, cook
 async def test_a_killed_tracer_leaves_nothing_behind(erl, service: Arsenal) -> None:
     """A tracer's death leaves trace flags on its processes and patterns in the code: the hub's
     janitor undoes them when the hub dies without doing it itself."""
-    await _eval(service, erl.name, BUSY.format(ms=5, seconds=5))
+    await eval_erlang(service, erl.name, BUSY.format(ms=5, seconds=5))
     calls = await service.run(
         "trace_calls", {"patterns": ["arsenal_test_support:traced/1"], "max_events": 100000, "duration": 30}
     )
     messages = await service.run(
         "trace_messages", {"pids": ["demo_worker_1"], "max_events": 100000, "duration": 30}
     )
-    await _eval(service, erl.name, "exit(arsenal_agent_trace:hub(), kill)")
+    await eval_erlang(service, erl.name, "exit(arsenal_agent_trace:hub(), kill)")
     for trace_id in (calls.id, messages.id):
         assert (await _wait_finished(service, trace_id)).end_reason == "hub_down"
     await _assert_clean(service, erl.name)
