@@ -1,8 +1,10 @@
 """What both benchmarks share: real BEAM nodes, Erlang helper modules, statistics, output.
 
 Not a benchmark itself. The scripts next to it import it (a script's own directory
-is first on ``sys.path``). Nodes are OS processes in their own session, killed
-as a group (SIGKILL) when the benchmark ends, whatever way it ends.
+is first on ``sys.path``). Nodes are started by Arsenal's own launcher
+(``arsenal.sandbox.launcher``): OS processes in their own session, killed as a group
+(SIGKILL) when the benchmark ends, whatever way it ends, and halting by themselves if
+the benchmark's process dies without cleaning up.
 """
 
 from __future__ import annotations
@@ -12,55 +14,47 @@ import os
 import platform
 import secrets
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-HOST = socket.gethostname().split(".")[0]
 LOG_DIR = Path(os.environ.get("ARSENAL_BENCH_LOGS", Path(tempfile.gettempdir()) / "arsenal-bench-nodes"))
 
 # Let the scripts run from a checkout without installing the package (uv run installs it anyway).
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(1, str(ROOT / "src"))
 
+from arsenal.sandbox.launcher import HOST, BeamProcess, LaunchSpec, owner_watchdog, unique_alive  # noqa: E402
+
 
 def new_cookie() -> str:
     return "arsenal_bench_" + secrets.token_hex(8)
 
 
-def _registered_with_epmd(alive: str) -> bool:
-    out = subprocess.run(["epmd", "-names"], capture_output=True, text=True, check=False).stdout
-    return f"name {alive} " in out
+# A started node (``.name``, ``.alive``, ``.kill()``, ``.log_path``): Arsenal's own launcher.
+Node = BeamProcess
 
 
-@dataclass
-class Node:
-    """A plain ``erl`` node started by a benchmark."""
-
-    alive: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def name(self) -> str:
-        return f"{self.alive}@{HOST}"
-
-    def kill(self) -> None:
-        if self.proc.poll() is not None:
-            return
-        with suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
+def _spec(
+    prefix: str, cookie: str, code_path: Path | None, extra: Sequence[str], **options: Any
+) -> LaunchSpec:
+    """A named ``erl`` node that halts by itself once this Python process is gone (even after SIGKILL)."""
+    alive = unique_alive(prefix)
+    return LaunchSpec(
+        alive=alive,
+        cookie=cookie,
+        code_paths=[code_path] if code_path is not None else [],
+        args=[*owner_watchdog(), *extra],  # first: it watches during a long start-up too
+        log_path=LOG_DIR / f"{alive}.log",
+        **options,
+    )
 
 
 def start_node(
@@ -72,49 +66,15 @@ def start_node(
     ready_marker: str | None = None,
     timeout: float = 60.0,
 ) -> Node:
-    """``erl -sname <prefix>_<random> -setcookie <cookie> -noshell -noinput [extra] [-pa code_path]``.
+    """``erl -sname <prefix>_<random> -setcookie <cookie> -noshell -noinput [-pa code_path] [extra]``.
 
     ``ready_marker``: also wait for this text in the node's output (EPMD knows a node before its
-    ``-s``/``-eval`` start-up has run).
+    ``-s``/``-eval`` start-up has run). The node runs in a session of its own (killed as a group)
+    and watches this process (the launcher's ``owner_watchdog``: one check a second, in a process
+    of its own, nothing measurable next to the calls being timed).
     """
-    alive = f"{prefix}_{secrets.token_hex(3)}"
-    command = ["erl", "-sname", alive, "-setcookie", cookie, "-noshell", "-noinput", *(extra or [])]
-    if code_path is not None:
-        command += ["-pa", str(code_path)]
-    command += _orphan_watchdog()
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log_path = LOG_DIR / f"{alive}.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-    node = Node(alive, proc, log_path)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"node {alive} exited at start:\n{log_path.read_text()[-2000:]}")
-        ready = ready_marker is None or ready_marker in log_path.read_text(errors="replace")
-        if ready and _registered_with_epmd(alive):
-            return node
-        time.sleep(0.05)
-    node.kill()
-    raise RuntimeError(f"node {alive} was not ready within {timeout:g}s:\n{log_path.read_text()[-2000:]}")
-
-
-def _orphan_watchdog() -> list[str]:
-    """``-eval`` that halts the node once this Python process is gone (even after a SIGKILL).
-
-    One check a second, in a process of its own: nothing measurable next to the
-    calls being timed. Only where ``/proc`` exists (Linux).
-    """
-    if not Path(f"/proc/{os.getpid()}").exists():
-        return []
-    expr = (
-        f'P = "/proc/{os.getpid()}", '
-        "spawn(fun W() -> timer:sleep(1000), "
-        "case file:read_file_info(P) of {ok, _} -> W(); _ -> erlang:halt(1) end end)."
-    )
-    return ["-eval", expr]
+    spec = _spec(prefix, cookie, code_path, extra or [], ready_marker=ready_marker)
+    return BeamProcess.start(spec).wait_ready(timeout)
 
 
 @contextmanager
@@ -233,25 +193,14 @@ def run_erl_eval(
 ) -> str:
     """Run ``expr`` on a fresh named node (``-eval``) and wait for it to halt; return its output.
 
-    The node runs in its own session and is killed as a group if it is still
-    there when this returns, whatever way it returns.
+    The node is killed as a group if it is still there when this returns, whatever way it returns.
     """
-    alive = f"{prefix}_{secrets.token_hex(3)}"
-    command = ["erl", "-sname", alive, "-setcookie", cookie, "-noshell", "-noinput", "-pa", str(code_path)]
-    proc = subprocess.Popen(
-        [*command, "-eval", expr],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        env={**os.environ, **env},
-    )
-    node = Node(alive, proc, Path(os.devnull))
+    node = BeamProcess.start(_spec(prefix, cookie, code_path, ["-eval", expr], env=env))
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        status = node.proc.wait(timeout=timeout)
     finally:
         node.kill()
-    text = out.decode(errors="replace")
-    if proc.returncode != 0:
-        raise RuntimeError(f"node {alive} failed (exit {proc.returncode}):\n{text[-3000:]}")
+    text = node.log_path.read_text(errors="replace")
+    if status != 0:
+        raise RuntimeError(f"node {node.alive} failed (exit {status}):\n{text[-3000:]}")
     return text

@@ -2,88 +2,100 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
-import signal
-import socket
 import subprocess
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from arsenal.demo import READY_EXPR, READY_MARKER
+from arsenal.sandbox.launcher import HOST, BeamProcess, LaunchSpec, registered_with_epmd, unique_alive
+
+__all__ = [
+    "DEMO_ERL_EBIN",
+    "DEMO_EX_DIR",
+    "HOST",
+    "ROOT",
+    "TEST_SUPPORT_EBIN",
+    "BeamNode",
+    "TlsFiles",
+    "elixir_demo_node",
+    "erl_node",
+    "make_tls_files",
+    "open_fd_count",
+    "registered_with_epmd",
+    "settle_resources",
+    "unique_name",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_ERL_EBIN = ROOT / "demo" / "erlang" / "ebin"
 DEMO_EX_DIR = ROOT / "demo" / "elixir"
 TEST_SUPPORT_EBIN = ROOT / "tests" / "erlang" / "ebin"
-HOST = socket.gethostname().split(".")[0]
+LOG_DIR = Path(os.environ.get("ARSENAL_TEST_LOGS", "/tmp/arsenal-test-nodes"))
 
-
-def unique_name(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(3)}"
-
-
-def registered_with_epmd(alive: str) -> bool:
-    out = subprocess.run(["epmd", "-names"], capture_output=True, text=True, check=False).stdout
-    return f"name {alive} " in out
+# The test files' name for it (``prefix_<6 hex>``).
+unique_name = unique_alive
 
 
 @dataclass
 class BeamNode:
-    """A node started as an OS process in its own session, so the whole group can be killed."""
+    """A test node: what to launch (a :class:`LaunchSpec`) and, once started, the process.
+
+    A thin layer over the launcher that Arsenal itself uses (sandboxes, the demo), so
+    the suite starts, waits for and kills nodes exactly the way the product does:
+    its own session, SIGKILL to the whole group.
+    """
 
     alive: str
     cookie: str
-    command: list[str]
+    args: Sequence[str] = ()
+    code_paths: Sequence[Path] = ()
     env: dict[str, str] = field(default_factory=dict)
     ready_marker: str | None = None
-    proc: subprocess.Popen[bytes] | None = None
-    log_path: Path | None = None
+    program: str = "erl"
+    # A long name (``-name alive@host``) instead of a short one.
+    host: str | None = None
+    process: BeamProcess | None = None
+
+    def spec(self) -> LaunchSpec:
+        return LaunchSpec(
+            alive=self.alive,
+            cookie=self.cookie,
+            code_paths=self.code_paths,
+            args=self.args,
+            env=self.env,
+            log_path=LOG_DIR / f"{self.alive}.log",
+            ready_marker=self.ready_marker,
+            program=self.program,
+            host=self.host,
+        )
 
     @property
     def name(self) -> str:
-        return f"{self.alive}@{HOST}"
+        return self.spec().node_name
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return None if self.process is None else self.process.proc
+
+    @property
+    def log_path(self) -> Path | None:
+        return None if self.process is None else self.process.log_path
 
     def start(self, timeout: float = 60.0) -> BeamNode:
-        log_dir = Path(os.environ.get("ARSENAL_TEST_LOGS", "/tmp/arsenal-test-nodes"))
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_dir / f"{self.alive}.log"
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                self.command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                env={**os.environ, **self.env},
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node {self.alive} exited at start:\n{self.log_path.read_text()[-2000:]}")
-            if registered_with_epmd(self.alive) and self._ready():
-                return self
-            time.sleep(0.1)
-        self.kill()
-        raise RuntimeError(f"node {self.alive} did not register with EPMD in {timeout}s")
-
-    def _ready(self) -> bool:
-        if self.ready_marker is None:
-            return True
-        return self.log_path is not None and self.ready_marker in self.log_path.read_text(errors="replace")
+        """Start the node and wait until it is ready (a ``LaunchError``, a ``RuntimeError``, if not)."""
+        self.process = BeamProcess.start(self.spec()).wait_ready(timeout)
+        return self
 
     def kill(self) -> None:
         """SIGKILL the node's whole process group (the way a crash looks to its peers)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
+        if self.process is not None:
+            self.process.kill()
 
     def wait_unregistered(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while registered_with_epmd(self.alive) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        if self.process is not None:
+            self.process.wait_unregistered(timeout)
 
 
 def erl_node(
@@ -94,51 +106,41 @@ def erl_node(
     extra: list[str] | None = None,
     alive: str | None = None,
     ready_marker: str | None = None,
+    host: str | None = None,
 ) -> BeamNode:
     """A plain ``erl`` node; with ``demo=True`` it runs the plain-Erlang demo tree.
 
     ``ready_marker``: wait for this text in the node's output (EPMD knows a node
-    before its ``-eval``/``-s`` start-up has run).
+    before its ``-eval``/``-s`` start-up has run). ``host``: a long name on that host.
     """
-    alive = alive or unique_name(prefix)
-    command = [
-        "erl",
-        "-sname",
-        alive,
-        "-setcookie",
-        cookie,
-        "-noshell",
-        "-noinput",
-        "-pa",
-        str(TEST_SUPPORT_EBIN),
-    ]
+    code_paths = [TEST_SUPPORT_EBIN]
+    args: list[str] = []
     if demo:
-        command += ["-pa", str(DEMO_ERL_EBIN), "-s", "arsenal_demo_erl", "start"]
-        command += ["-eval", 'io:format("ERL_DEMO_READY~n")']
+        code_paths.append(DEMO_ERL_EBIN)
+        args += ["-s", "arsenal_demo_erl", "start", "-eval", 'io:format("ERL_DEMO_READY~n")']
         ready_marker = ready_marker or "ERL_DEMO_READY"
-    command += extra or []
-    return BeamNode(alive, cookie, command, ready_marker=ready_marker)
-
-
-from arsenal.demo import READY_EXPR, READY_MARKER  # noqa: E402
+    args += extra or []
+    return BeamNode(
+        alive or unique_name(prefix),
+        cookie,
+        args,
+        code_paths=code_paths,
+        ready_marker=ready_marker,
+        host=host,
+    )
 
 
 def elixir_demo_node(*, cookie: str, alive: str | None = None) -> BeamNode:
-    alive = alive or unique_name("exdemo")
+    """The Elixir demo application as a node, ready once the application has started."""
     ebin = DEMO_EX_DIR / "_build" / "dev" / "lib" / "arsenal_demo" / "ebin"
-    command = [
-        "elixir",
-        "--sname",
-        alive,
-        "--cookie",
+    return BeamNode(
+        alive or unique_name("exdemo"),
         cookie,
-        "-pa",
-        str(ebin),
-        "-e",
-        READY_EXPR,
-        "--no-halt",
-    ]
-    return BeamNode(alive, cookie, command, ready_marker=READY_MARKER)
+        ["-e", READY_EXPR, "--no-halt"],
+        code_paths=[ebin],
+        ready_marker=READY_MARKER,
+        program="elixir",
+    )
 
 
 # --------------------------------------------------------------------------- TLS and leak helpers

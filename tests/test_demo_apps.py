@@ -1,11 +1,12 @@
 """The demo nodes (demo/erlang, demo/elixir) boot as real BEAM nodes.
 
-Standard library + pytest only: this checks the demo applications themselves,
-through a probe `erl` node that prints what it sees, not through Arsenal.
+This checks the demo applications themselves, through a probe `erl` node that prints what
+it sees, not through Arsenal's operations (the nodes start through Arsenal's one launcher).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from arsenal.sandbox.launcher import BeamProcess, LaunchSpec, kill_group
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "demo"
@@ -89,59 +92,36 @@ def cookie() -> str:
     return "arsenal_test_" + secrets.token_hex(12)
 
 
-def _start_node(cmd: list[str], cwd: Path, sname: str, log_path: Path) -> Node:
-    log = log_path.open("wb")
-    try:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            # Its own process group, so teardown ends the node and its helpers.
-            start_new_session=True,
-        )
-    finally:
-        log.close()
-    return Node(sname=sname, proc=proc, log_path=log_path)
+def _start_node(spec: LaunchSpec) -> Node:
+    """Through Arsenal's one launcher: its own process group, so teardown ends the node and its helpers."""
+    process = BeamProcess.start(spec)
+    return Node(sname=spec.alive, proc=process.proc, log_path=process.log_path)
 
 
 def _stop_node(node: Node) -> None:
     if node.proc.poll() is not None:
         return
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(node.proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            node.proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(node.proc.pid, signal.SIGTERM)
+    try:
+        node.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        kill_group(node.proc.pid)
+        node.proc.wait(timeout=10)
 
 
 @pytest.fixture
 def erlang_node(built, cookie, tmp_path) -> Iterator[Node]:
     sname = f"arsenal_demo_erl_{_token()}"
     node = _start_node(
-        [
-            "erl",
-            "-sname",
-            sname,
-            "-setcookie",
-            cookie,
-            "-noshell",
-            "-noinput",
-            "-pa",
-            str(ERL_EBIN),
-            "-s",
-            "arsenal_demo_erl",
-            "start",
-        ],
-        ROOT,
-        sname,
-        tmp_path / "erlang_node.log",
+        LaunchSpec(
+            alive=sname,
+            cookie=cookie,
+            code_paths=[ERL_EBIN],
+            args=["-s", "arsenal_demo_erl", "start"],
+            log_path=tmp_path / "erlang_node.log",
+            cwd=ROOT,
+        )
     )
     try:
         yield node
@@ -153,21 +133,15 @@ def erlang_node(built, cookie, tmp_path) -> Iterator[Node]:
 def elixir_node(built, cookie, tmp_path) -> Iterator[Node]:
     sname = f"arsenal_demo_{_token()}"
     node = _start_node(
-        [
-            "elixir",
-            "--sname",
-            sname,
-            "--cookie",
-            cookie,
-            "-pa",
-            str(EX_EBIN),
-            "-e",
-            "{:ok, _} = Application.ensure_all_started(:arsenal_demo)",
-            "--no-halt",
-        ],
-        EX_DIR,
-        sname,
-        tmp_path / "elixir_node.log",
+        LaunchSpec(
+            alive=sname,
+            cookie=cookie,
+            program="elixir",
+            code_paths=[EX_EBIN],
+            args=["-e", "{:ok, _} = Application.ensure_all_started(:arsenal_demo)", "--no-halt"],
+            log_path=tmp_path / "elixir_node.log",
+            cwd=EX_DIR,
+        )
     )
     try:
         yield node

@@ -286,9 +286,7 @@ async def test_long_names(local: LocalNode, cookie, erl) -> None:
     from .nodes import BeamNode, unique_name
 
     alive = unique_name("longname")
-    node = BeamNode(
-        alive, cookie, ["erl", "-name", f"{alive}@127.0.0.1", "-setcookie", cookie, "-noshell"]
-    ).start()
+    node = BeamNode(alive, cookie, host="127.0.0.1").start()
     try:
         conn = await local.connect(f"{alive}@127.0.0.1")
         assert await conn.rpc("erlang", "node") == A(f"{alive}@127.0.0.1")

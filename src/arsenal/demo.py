@@ -12,11 +12,12 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .sandbox.launcher import HOST, BeamProcess, LaunchError, LaunchSpec, kill_group
 
 __all__ = ["READY_EXPR", "READY_MARKER", "DemoError", "DemoNode", "arsenal_home", "ensure_erlang_cookie"]
 
@@ -70,7 +71,7 @@ class DemoNode:
 
     @property
     def node_name(self) -> str:
-        return f"{self.name}@{socket.gethostname().split('.')[0]}"
+        return f"{self.name}@{HOST}"
 
     def build(self) -> Path:
         """Compile the demo with ``mix`` (no Hex packages); return its ebin directory."""
@@ -105,43 +106,34 @@ class DemoNode:
         return pid
 
     def start(self, timeout: float = 60.0) -> str:
-        """Build and start the node (unless it runs already); return its name."""
+        """Build and start the node (unless it runs already); return its name.
+
+        The node runs in a session of its own, so it stays after the command that
+        started it exits; its pid (the leader of its process group) goes to the pid file.
+        """
         if self.running_pid() is not None:
             return self.node_name
         ebin = self.build()
         ensure_erlang_cookie()
-        command = [
-            "elixir",
-            "--sname",
-            self.name,
-            "-pa",
-            str(ebin),
-            "-e",
-            READY_EXPR,
-            "--no-halt",
-        ]
-        self.log_file.write_bytes(b"")
-        with open(self.log_file, "ab") as log:
-            proc = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self.pid_file.write_text(str(proc.pid))
-        self._wait_registered(proc, timeout)
+        spec = LaunchSpec(
+            alive=self.name,
+            program="elixir",
+            code_paths=[ebin],
+            args=["-e", READY_EXPR, "--no-halt"],
+            log_path=self.log_file,
+            ready_marker=READY_MARKER,
+        )
+        try:
+            process = BeamProcess.start(spec)
+        except LaunchError as exc:
+            raise DemoError(str(exc)) from None
+        self.pid_file.write_text(str(process.pid))
+        try:
+            process.wait_ready(timeout)
+        except LaunchError as exc:  # the node is killed by then
+            self.pid_file.unlink(missing_ok=True)
+            raise DemoError(f"the demo node did not start: {exc}\nSee {self.log_file}") from None
         return self.node_name
-
-    def _wait_registered(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise DemoError(f"the demo node exited at start; see {self.log_file}")
-            if READY_MARKER in self.log_file.read_text(errors="replace"):
-                return
-            time.sleep(0.2)
-        raise DemoError(f"the demo application did not start within {timeout:g}s; see {self.log_file}")
 
     def stop(self) -> bool:
         """Stop the node; True if one was running."""
@@ -154,6 +146,6 @@ class DemoNode:
                 break
             time.sleep(0.1)
         else:
-            os.killpg(pid, signal.SIGKILL)
+            kill_group(pid)
         self.pid_file.unlink(missing_ok=True)
         return True

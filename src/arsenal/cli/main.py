@@ -203,9 +203,18 @@ def run_operation(
     except OperationError as exc:
         errors.print(f"[red]error:[/red] {exc.message}", highlight=False)
         raise typer.Exit(EXIT_CODES.get(exc.code, 1)) from None
-    name = _node_name(node)
-    result = _run(lambda: _on_node(name, cookie, timeout, operation, parsed))
+    if not registry.get(operation).needs_node and node is None:
+        result = _run(lambda: _without_node(operation, parsed))
+    else:
+        name = _node_name(node)
+        result = _run(lambda: _on_node(name, cookie, timeout, operation, parsed))
     _show(result, as_json)
+
+
+async def _without_node(operation: str, params: dict[str, Any]) -> Result:
+    """Operations on Arsenal's own things (sandboxes, stored traces) need no attached node."""
+    async with Arsenal() as service:
+        return await service.run(operation, params)
 
 
 def _parse_params(operation: Any, pairs: list[str]) -> dict[str, Any]:

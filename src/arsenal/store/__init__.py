@@ -2,6 +2,15 @@
 checkpoints as they land. One file, ``$ARSENAL_HOME/arsenal.db``, in WAL mode."""
 
 from .db import Store, default_home
+from .sandboxes import ModuleVersion, SandboxRecord, SandboxStore
 from .traces import TraceRecord, TraceStore
 
-__all__ = ["Store", "TraceRecord", "TraceStore", "default_home"]
+__all__ = [
+    "ModuleVersion",
+    "SandboxRecord",
+    "SandboxStore",
+    "Store",
+    "TraceRecord",
+    "TraceStore",
+    "default_home",
+]

@@ -51,6 +51,36 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX trace_events_pid ON trace_events (pid, time_us);
     """,
+    # 2: sandboxes and the versions of the modules loaded into them.
+    """
+    CREATE TABLE sandboxes (
+        id TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,
+        persistent INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL,
+        node TEXT,
+        cookie TEXT,
+        os_pid INTEGER,
+        dir TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        stopped_at REAL,
+        stop_reason TEXT
+    );
+    CREATE TABLE sandbox_module_versions (
+        sandbox_id TEXT NOT NULL REFERENCES sandboxes (id) ON DELETE CASCADE,
+        module TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        language TEXT NOT NULL,
+        source TEXT,
+        file TEXT,
+        beam BLOB NOT NULL,
+        md5 TEXT NOT NULL,
+        note TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (sandbox_id, module, version)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

@@ -97,6 +97,11 @@ def serve_nodes(
         async with Arsenal(cookie=cookie) as service:
             for name in names:
                 await service.attach(name, timeout=timeout, read_only=read_only)
+            from ...sandbox.manager import SandboxManager
+
+            restarted = await service.services.get(SandboxManager).start_persistent()
+            if restarted:
+                errors.print(f"started persistent sandboxes: {', '.join(restarted)}", highlight=False)
             api = create_app(service)
             config = uvicorn.Config(api, host=host, port=port, log_level="warning", lifespan="off")
             server = uvicorn.Server(config)
