@@ -106,3 +106,20 @@ def test_trace_overhead_runs(tmp_path: Path) -> None:
     # The safety trace always ends by one of its limits, never by running out of time.
     assert set(payload["safety"]["end_reasons"]) <= {"rate_limit", "queue_overflow"}
     assert all(phase["samples"] > 0 for phase in payload["safety"]["latency_ms"].values())
+
+
+@pytest.mark.skipif(
+    not all(shutil.which(tool) for tool in ("elixir", "mix")), reason="needs Elixir (elixir, mix)"
+)
+def test_sandbox_runs(tmp_path: Path) -> None:
+    ratios, payload = run_quick("sandbox", tmp_path)
+    assert_positive(ratios, {"sandbox_start_empty", "sandbox_start_app", "sandbox_hot_swap"})
+    assert payload["ratios"] == pytest.approx(ratios, rel=1e-3)
+    # Every part measured both sides in every round (the script checks each swap converted all
+    # the processes on both sides, and fails otherwise).
+    for part in ("start_empty", "start_app", "hot_swap"):
+        for side in ("arsenal", "by_hand"):
+            rounds = payload["rounds"][part][side]
+            assert len(rounds) == payload["params"]["rounds"]
+            assert all(r["total_s"] > 0 for r in rounds)
+    assert payload["params"]["processes"] == 100

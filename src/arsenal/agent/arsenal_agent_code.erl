@@ -106,14 +106,15 @@ message_text(Other) -> io_lib:format("~0tp", [Other]).
 %% --- Erlang syntax trees
 
 scan_erlang(Forms, Policy) ->
-    Locals = [{F, A} || {function, _, F, A, _} <- Forms],
-    lists:reverse(erl_walk(Forms, {Locals, Policy}, [])).
+    Ctx = {[{F, A} || {function, _, F, A, _} <- Forms], Policy},
+    lists:reverse(walk(Forms, fun(Node, Acc) -> erl_node(Node, Ctx, Acc) end, [])).
 
-erl_walk(T, Ctx, Acc) when is_tuple(T) ->
-    erl_walk(tuple_to_list(T), Ctx, erl_node(T, Ctx, Acc));
-erl_walk([H | T], Ctx, Acc) ->
-    erl_walk(T, Ctx, erl_walk(H, Ctx, Acc));
-erl_walk(_, _, Acc) ->
+%% Visit every tuple of a syntax tree (Erlang forms or quoted Elixir), depth first.
+walk(T, Visit, Acc) when is_tuple(T) ->
+    walk(tuple_to_list(T), Visit, Visit(T, Acc));
+walk([H | T], Visit, Acc) ->
+    walk(T, Visit, walk(H, Visit, Acc));
+walk(_, _, Acc) ->
     Acc.
 
 erl_node({call, Anno, {remote, _, {atom, _, M}, {atom, _, F}}, Args}, {_, Policy}, Acc) ->
@@ -148,17 +149,12 @@ line(Anno) -> erl_anno:line(Anno).
 %% --- Elixir syntax trees
 
 scan_elixir(Ast, Policy) ->
-    Aliases = collect_aliases(Ast, #{}),
-    lists:reverse(ex_walk(Ast, {Aliases, Policy}, [])).
+    Ctx = {walk(Ast, fun collect_alias/2, #{}), Policy},
+    lists:reverse(walk(Ast, fun(Node, Acc) -> ex_node(Node, Ctx, Acc) end, [])).
 
-collect_aliases({alias, _, [Target | Rest]}, Map) ->
-    add_alias(Target, Rest, Map);
-collect_aliases(T, Map) when is_tuple(T) ->
-    lists:foldl(fun collect_aliases/2, Map, tuple_to_list(T));
-collect_aliases(L, Map) when is_list(L) ->
-    lists:foldl(fun collect_aliases/2, Map, L);
-collect_aliases(_, Map) ->
-    Map.
+%% Aliases are collected from the whole file first (conservative: lexical scope is ignored).
+collect_alias({alias, _, [Target | Rest]}, Map) -> add_alias(Target, Rest, Map);
+collect_alias(_, Map) -> Map.
 
 add_alias({{'.', _, [{'__aliases__', _, Base}, '{}']}, _, Items}, _, Map) ->
     lists:foldl(fun({'__aliases__', _, Sub}, M) when is_list(Sub) -> put_alias(Base ++ Sub, lists:last(Sub), M);
@@ -193,13 +189,6 @@ put_alias(Parts, As, Map) when is_atom(As) ->
     end;
 put_alias(_, _, Map) ->
     Map.
-
-ex_walk(T, Ctx, Acc) when is_tuple(T) ->
-    ex_walk(tuple_to_list(T), Ctx, ex_node(T, Ctx, Acc));
-ex_walk([H | T], Ctx, Acc) ->
-    ex_walk(T, Ctx, ex_walk(H, Ctx, Acc));
-ex_walk(_, _, Acc) ->
-    Acc.
 
 ex_node({{'.', _, [ModAst, F]}, Meta, Args}, {Aliases, Policy}, Acc) when is_atom(F), is_list(Args) ->
     Line = ex_line(Meta),

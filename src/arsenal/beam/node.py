@@ -88,12 +88,14 @@ class Node:
         conn = await self._local.connect(
             self.name, cookie=self._cookie, ssl=self._ssl, timeout=self.timeout * 2
         )
-        self._conn = conn
+        # Published only once the agent is in: a call made meanwhile (a live view polling through
+        # a reconnect) fails with NodeDown and retries, instead of reaching a node without it.
         if self.use_agent:
             loaded = await self._loader.ensure_loaded(conn, self.timeout * 2)
             if loaded:
                 log.info("loaded agent modules %s into %s", loaded, self.name)
             self._info = _node_info(await conn.rpc(AGENT_MODULE, "info", [], self.timeout))
+        self._conn = conn
         if self.reconnect:
             asyncio.get_running_loop().create_task(self._watch(conn))
 

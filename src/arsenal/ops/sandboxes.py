@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from ..dist import Atom, EncodeError, Term, term_to_binary
+from ..dist import Atom, EncodeError, RpcError, Term, term_to_binary
 from ..sandbox.generator import AppSpec, WorkerSpec, module_names, render_project, render_worker, snake_case
 from ..sandbox.limits import SandboxLimits
 from ..sandbox.manager import SandboxError, SandboxManager, SandboxSpec
@@ -514,8 +514,29 @@ class ExecuteInSandbox(Operation[ExecuteParams, ExecuteResult]):
         _check_policy(spec.policy, module, params.function, len(params.args))
         args = [_term(arg, f"args[{i}]") for i, arg in enumerate(params.args)]
         node = await _guarded(manager.node(params.sandbox_id))
-        value = await node.call(module, params.function, args, params.timeout)
+        try:
+            value = await node.call(module, params.function, args, params.timeout)
+        except RpcError as exc:
+            if _is_undef(exc, module, params.function):
+                shown = f"{module.removeprefix('Elixir.')}.{params.function}/{len(args)}"
+                raise OperationError(
+                    ErrorCode.not_found, f"{shown} is not defined in sandbox {params.sandbox_id}"
+                ) from None
+            raise
         return ExecuteResult(value=_shown(value, spec.code_language), value_json=_lossless(value))
+
+
+def _is_undef(exc: RpcError, module: str, function: str) -> bool:
+    """The call itself was undefined (not some undef deeper in the function it called)."""
+    trace = exc.stacktrace if isinstance(exc.stacktrace, list) else []
+    top = trace[0] if trace else None
+    return (
+        exc.reason == Atom("undef")
+        and isinstance(top, tuple)
+        and len(top) >= 2
+        and top[0] == Atom(module)
+        and top[1] == Atom(function)
+    )
 
 
 def _check_policy(policy: SecurityPolicy, module: str, function: str, arity: int) -> None:
