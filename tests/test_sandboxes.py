@@ -376,9 +376,8 @@ async def test_forbidden_calls_in_injected_code_are_refused_with_lines(arsenal: 
         "execute_in_sandbox", {"sandbox_id": "pol", "module": "Enum", "function": "sum", "args": [[1, 2, 3]]}
     )
     assert summed.value == "6"
-    missing = await error_of(
-        arsenal.run("execute_in_sandbox", {"sandbox_id": "pol", "module": "Nope", "function": "x", "args": []})
-    )
+    nope = {"sandbox_id": "pol", "module": "Nope", "function": "x", "args": []}
+    missing = await error_of(arsenal.run("execute_in_sandbox", nope))
     assert missing.code is ErrorCode.not_found and "Nope.x/0" in missing.message
     # A looser policy applies to code given from then on.
     await arsenal.run("sandbox_security_policy", {"sandbox_id": "pol", "policy": {"dynamic_calls": "warn"}})
