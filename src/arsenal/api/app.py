@@ -101,11 +101,13 @@ def create_app(service: Arsenal) -> FastAPI:
     _add_batch(app, service)
     _add_trace_export(app, service)
 
+    from .debug import add_debug_websocket
     from .repl import add_repl_websocket
     from .ws import add_websocket
 
     add_websocket(app, service)
     add_repl_websocket(app, service)
+    add_debug_websocket(app, service)
 
     @app.get(f"{API_PREFIX}/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:

@@ -6,6 +6,7 @@ Client messages (JSON objects)::
     {"subscribe": "process:<0.123.0>"}        # or process:0.123.0, process:registered_name
     {"subscribe": "supervisor:my_sup"}        # needs a supervisor-children operation in the registry
     {"subscribe": "trace:0123456789ab"}       # a running trace session's events, then its end
+    {"subscribe": "intercept:0123456789ab"}   # what a running interception's rules did, then its end
     {"unsubscribe": "system:metrics"}
 
 Server messages: ``{"type": "subscribed"|"unsubscribed", "channel"}``, ``{"type": "update",
@@ -13,7 +14,9 @@ Server messages: ``{"type": "subscribed"|"unsubscribed", "channel"}``, ``{"type"
 (the process is gone — with its exit reason when the registry has ``monitor_process``; the
 subscription ends), ``{"type": "error", "channel"?, "errors": [...]}`` (same error objects as
 REST), ``{"type": "trace", "channel", "data": {"events": [...], "dropped"}}`` and, when the
-session ends, ``{"type": "trace_end", "channel", "data": {"id", "reason", "events"}}``. Process
+session ends, ``{"type": "trace_end", "channel", "data": {"id", "reason", "events"}}``; the same
+for interceptions: ``{"type": "intercept", "channel", "data": {"events", "counters", "dropped"}}``
+then ``{"type": "intercept_end", "channel", "data": {"id", "reason", "restored", "counters"}}``. Process
 and supervisor channels push only when something changed; system:metrics pushes every interval.
 Every push loop belongs to its socket: when the socket closes they are cancelled and awaited, so
 nothing is left running.
@@ -31,6 +34,8 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from ..dist import Atom
 from ..ops.errors import ErrorCode, OperationError, as_operation_error
+from ..ops.interception import InterceptionManager
+from ..ops.interception import Watcher as InterceptWatcher
 from ..ops.trace_sessions import TraceManager, Watcher
 from .envelope import error_object
 from .routes import check_node
@@ -151,9 +156,14 @@ class _Socket:
                 )
             watcher = manager.watch(target)
             return lambda: self._trace(channel, manager, target, watcher)
+        if kind == "intercept" and target:
+            interceptions = self.service.services.get(InterceptionManager)
+            intercept_watcher = interceptions.watch(target)
+            return lambda: self._intercept(channel, interceptions, target, intercept_watcher)
         raise OperationError(
             ErrorCode.not_found,
-            f"no channel {channel!r}; channels: system:metrics, process:<pid>, supervisor:<name>, trace:<id>",
+            f"no channel {channel!r}; channels: system:metrics, process:<pid>, supervisor:<name>, "
+            "trace:<id>, intercept:<id>",
         )
 
     async def _guard(self, channel: str, loop: Callable[[], Awaitable[None]]) -> None:
@@ -249,6 +259,30 @@ class _Socket:
             await self.send({"type": "trace_end", "channel": channel, "data": end})
         finally:
             manager.unwatch(trace_id, watcher)
+
+    async def _intercept(
+        self, channel: str, manager: InterceptionManager, interception_id: str, watcher: InterceptWatcher
+    ) -> None:
+        """Push what an interception's rules did as it happens, then its end."""
+        interception = manager.get(interception_id)
+        try:
+            while True:
+                batch = await watcher.queue.get()
+                if batch is None:
+                    break
+                data = {"events": batch, "counters": dict(interception.counters), "dropped": watcher.dropped}
+                await self.send({"type": "intercept", "channel": channel, "data": data})
+            end = {
+                "id": interception_id,
+                "reason": interception.end_reason,
+                "restored": interception.restored,
+                "counters": dict(interception.counters),
+                "dropped_here": watcher.dropped,
+            }
+            self.tasks.pop(channel, None)
+            await self.send({"type": "intercept_end", "channel": channel, "data": end})
+        finally:
+            manager.unwatch(interception_id, watcher)
 
     async def _exited(self, channel: str, data: dict[str, Any]) -> None:
         self.tasks.pop(channel, None)

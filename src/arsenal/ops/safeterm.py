@@ -52,17 +52,18 @@ def parse_term(value: Any, *, what: str = "message") -> Term:
         ) from None
 
 
-def to_wire(term: Term, *, what: str = "message") -> Term:
-    """``term`` with its atoms (and atom-carrying values) replaced by markers, size-checked."""
+def to_wire(term: Term, *, what: str = "message", max_bytes: int = MAX_BYTES) -> Term:
+    """``term`` with its atoms (and atom-carrying values) replaced by markers, size-checked
+    (``max_bytes``: a request's terms are small; a checkpoint put back may be larger)."""
     wire = _mark(term, 0, what)
     try:
         size = len(term_to_binary(wire))
     except EncodeError as exc:
         raise OperationError(ErrorCode.validation_error, f"the {what} cannot be encoded: {exc}") from None
-    if size > MAX_BYTES:
+    if size > max_bytes:
         raise OperationError(
             ErrorCode.limit_exceeded,
-            f"the {what} is {size:,} bytes encoded; at most {MAX_BYTES:,} are sent. Send a smaller term",
+            f"the {what} is {size:,} bytes encoded; at most {max_bytes:,} are sent. Send a smaller term",
         )
     return wire
 

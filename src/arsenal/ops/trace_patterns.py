@@ -46,8 +46,10 @@ __all__ = [
     "MAX_GUARD_TERMS",
     "MAX_TEXT",
     "MAX_VARIABLES",
+    "MessagePattern",
     "TracePattern",
     "TracePatternError",
+    "parse_message_pattern",
     "parse_pattern",
 ]
 
@@ -123,6 +125,54 @@ def parse_pattern(text: str) -> TracePattern:
         )
     flavour = _flavour(text)
     return _Parser(text, flavour, _Lexer(text, flavour).tokens()).parse()
+
+
+@dataclass(frozen=True)
+class MessagePattern:
+    """A pattern over whole messages (interception rules), as an ``ets`` (table) match spec.
+
+    ``match_spec`` is ``[{{Pattern}, Guards, [true]}]`` (one clause per ``;`` guard group): it is
+    run against ``{Message}``, the message wrapped in a 1-tuple, so that any term (not only
+    tuples) can be matched with ``ets:match_spec_run/2``.
+    """
+
+    match_spec: list[Any]
+    source: str
+
+    def atoms(self) -> set[str]:
+        """Every atom the pattern would send, as text: check they all exist on the node first."""
+        found: set[str] = set()
+        for term in _walk(self.match_spec):
+            if type(term) is Atom:
+                found.add(str(term))
+            elif type(term) is bool:
+                found.add("true" if term else "false")
+        return found
+
+
+_WRAPPERS = {"call": "$gen_call", "cast": "$gen_cast"}
+
+
+def parse_message_pattern(text: str, flavour: Flavour) -> MessagePattern:
+    """Parse a message pattern (a term pattern with variables and an optional ``when`` guard) in
+    the node's syntax: ``{inc, N} when N > 5`` (Erlang), ``{:inc, n} when n > 5`` (Elixir).
+
+    ``call PATTERN`` and ``cast PATTERN`` are short for ``{'$gen_call', _, PATTERN}`` and
+    ``{'$gen_cast', PATTERN}``: what ``gen_server:call/cast`` (``GenServer.call/cast``) send.
+    Unlike in trace patterns, atoms such as ``'$gen_call'`` may be matched literally (only
+    ``'$1'``-style variables, ``'$_'``, ``'$$'`` and ``'_'`` are refused).
+    """
+    if not isinstance(text, str):
+        raise TracePatternError("a message pattern is text, such as {inc, N} or {:inc, n}", 1)
+    if len(text) > MAX_TEXT:
+        raise TracePatternError(
+            f"the pattern is {len(text)} characters long; at most {MAX_TEXT} are allowed", 1
+        )
+    if not text.strip():
+        raise TracePatternError("expected a message pattern such as {inc, N} or {:inc, n}, found nothing", 1)
+    parser = _Parser(text, flavour, _Lexer(text, flavour).tokens())
+    parser.messages = True
+    return parser.parse_message()
 
 
 def _flavour(text: str) -> Flavour:
@@ -211,6 +261,7 @@ _ELIXIR_NUMBER = re.compile(
     r"0x(?P<hex>[0-9a-fA-F_]+)|0b(?P<bin>[01_]+)|0o(?P<oct>[0-7_]+)"
     r"|(?P<float>\d[\d_]*\.\d[\d_]*(?:[eE][+-]?\d+)?)|(?P<int>\d[\d_]*)"
 )
+_MATCH_VARIABLE = re.compile(r"^(?:_|\$\d+|\$_|\$\$)$")
 _ERLANG_NAME = re.compile(r"[a-z][A-Za-z0-9_@]*")
 _ERLANG_VAR = re.compile(r"[A-Z_][A-Za-z0-9_@]*")
 _ELIXIR_IDENT = re.compile(r"[a-z_][A-Za-z0-9_]*(?:[?!](?!=))?")  # x!=y is x != y
@@ -546,6 +597,7 @@ class _Parser:
         self.unary = _ERLANG_UNARY if self.erlang else _ELIXIR_UNARY
         self.functions = _ERLANG_FUNCTIONS if self.erlang else _ELIXIR_FUNCTIONS
         self.reserved = _ERLANG_RESERVED if self.erlang else _ELIXIR_RESERVED
+        self.messages = False
 
     # ---------------------------------------------------------------- token helpers
 
@@ -622,6 +674,38 @@ class _Parser:
                 f"the pattern nests too deeply (its match spec is over {MAX_SPEC_DEPTH} levels)", 1
             )
         return TracePattern(module, function, arity, match_spec, actions, self.text)
+
+    def parse_message(self) -> MessagePattern:
+        """A whole-message pattern: [call | cast] PATTERN [when GUARDS]."""
+        wrapper = None
+        token = self.tok
+        after = self.peek()
+        if (
+            token.kind == "name"
+            and token.value in _WRAPPERS
+            and after.kind != "eof"
+            and not (after.kind == "name" and after.value == "when")
+        ):
+            wrapper = self.advance().value
+        head = self._pattern(1)
+        if wrapper == "call":
+            head = (Atom("$gen_call"), Atom("_"), head)
+        elif wrapper == "cast":
+            head = (Atom("$gen_cast"), head)
+        groups: list[list[Term]] = []
+        if self.at("name", "when"):
+            self.advance()
+            groups = self._guard_sequence()
+        if self.erlang:
+            self.accept("op", ".")
+        if not self.at("eof"):
+            self.expected("the end of the pattern (after the message pattern comes an optional 'when' guard)")
+        match_spec = [((head,), guards, [True]) for guards in groups] or [((head,), [], [True])]
+        if _depth(match_spec) > MAX_SPEC_DEPTH:
+            raise TracePatternError(
+                f"the pattern nests too deeply (its match spec is over {MAX_SPEC_DEPTH} levels)", 1
+            )
+        return MessagePattern(match_spec, self.text)
 
     def _mfa(self) -> tuple[str, str | None]:
         return self._erlang_mfa() if self.erlang else self._elixir_mfa()
@@ -805,6 +889,8 @@ class _Parser:
 
     def _literal_atom(self, token: _Token) -> Term:
         atom = self.atom(token.value, token)
+        if self.messages and not _MATCH_VARIABLE.match(atom):
+            return _atom_or_bool(atom)
         if atom == "_" or atom.startswith("$"):
             self.fail(
                 f"the atom {token.text} looks like a match-spec variable and cannot be matched "

@@ -513,15 +513,18 @@ class HistoryParams(Params):
 class ProcessHistory(Result):
     node: str
     pid: str
-    events: list[dict[str, Any]] = Field(description="Newest first, each with its session in `trace`.")
+    events: list[dict[str, Any]] = Field(
+        description="Newest first, on one timeline: `source` is trace (with its session in `trace`), "
+        "checkpoint (name, module) or recording (id, steps)."
+    )
 
 
 @register
 class GetProcessHistory(Operation[HistoryParams, ProcessHistory]):
     name = "get_process_history"
     category = CATEGORY
-    summary = "What trace sessions recorded about one process, newest first."
-    cost = "A read of Arsenal's own store (indexed by pid); a name is resolved on the node."
+    summary = "A process's trace events, checkpoints and recordings on one timeline, newest first."
+    cost = "Reads of Arsenal's own store (indexed by pid); a name is resolved on the node."
     risk = "None."
     params = HistoryParams
     result = ProcessHistory
@@ -536,7 +539,46 @@ class GetProcessHistory(Operation[HistoryParams, ProcessHistory]):
         node = ctx.require_node()
         ref = process_ref(params.pid)
         pid = ref.decode() if ref.startswith(b"<") else pid_text(await resolve_process(node, params.pid))
+        names = {pid} if ref.startswith(b"<") else {pid, ref.decode(), f"Elixir.{ref.decode()}"}
         rows = _manager(ctx).store.events_of_pid(node.name, pid, limit=params.limit)
-        return ProcessHistory(
-            node=node.name, pid=pid, events=[{**event, "trace": sid} for sid, event in rows]
-        )
+        events = [{**event, "source": "trace", "trace": sid} for sid, event in rows]
+        events += _checkpoints_of(ctx, node.name, sorted(names), params.limit)
+        events += _recordings_of(ctx, node.name, pid, params.limit)
+        events.sort(key=lambda event: event.get("time_us", 0), reverse=True)
+        return ProcessHistory(node=node.name, pid=pid, events=events[: params.limit])
+
+
+def _checkpoints_of(ctx: Context, node: str, targets: list[str], limit: int) -> list[dict[str, Any]]:
+    from ..store import CheckpointStore
+
+    return [
+        {
+            "source": "checkpoint",
+            "time_us": int(c.created_at * 1_000_000),
+            "name": c.name,
+            "module": c.module,
+            "size": c.size,
+        }
+        for c in CheckpointStore(ctx.services.store).list(node, targets, limit=limit)
+    ]
+
+
+def _recordings_of(ctx: Context, node: str, pid: str, limit: int) -> list[dict[str, Any]]:
+    import json
+
+    rows = ctx.services.store.execute(
+        "SELECT id, started_at, ended_at, end_reason, steps, targets FROM recordings "
+        "WHERE node = ? AND targets LIKE ? ORDER BY started_at DESC LIMIT ?",
+        (node, f"%{pid}%", limit),
+    )
+    return [
+        {
+            "source": "recording",
+            "time_us": int(row["started_at"] * 1_000_000),
+            "id": row["id"],
+            "steps": row["steps"],
+            "end_reason": row["end_reason"],
+        }
+        for row in rows
+        if pid in json.loads(row["targets"])
+    ]

@@ -81,6 +81,38 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (sandbox_id, module, version)
     ) WITHOUT ROWID;
     """,
+    # 3: checkpoints of process states and ETS tables; recordings of processes' messages and states.
+    """
+    CREATE TABLE checkpoints (
+        id INTEGER PRIMARY KEY,
+        node TEXT NOT NULL,
+        target TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        module TEXT,
+        created_at REAL NOT NULL,
+        principal TEXT,
+        info TEXT NOT NULL,
+        term BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        UNIQUE (node, target, name)
+    );
+    CREATE INDEX checkpoints_target ON checkpoints (node, target, created_at);
+    CREATE TABLE recordings (
+        id TEXT PRIMARY KEY,
+        node TEXT NOT NULL,
+        targets TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        principal TEXT,
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        end_reason TEXT,
+        steps INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        data BLOB
+    );
+    CREATE INDEX recordings_started ON recordings (started_at);
+    """,
 ]
 
 
