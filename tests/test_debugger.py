@@ -20,7 +20,7 @@ from arsenal.beam.errors import ReadOnlyNode
 from arsenal.client import Arsenal
 from arsenal.dist import Atom, Pid
 from arsenal.ops.debugger import DebugSession, get_in, message_pattern
-from arsenal.ops.errors import ErrorCode
+from arsenal.ops.errors import ErrorCode, OperationError
 from arsenal.ops.plain import pid_text
 
 from .helpers import eval_erlang, fails
@@ -398,3 +398,24 @@ async def test_cli_debug(service, worker, elixir, cookie) -> None:
             proc.kill()
             await proc.wait()
     assert await _increment(service, 1, worker) == start + 10
+
+
+async def test_stepping_back_through_a_recording(service, worker) -> None:
+    """A stored recording's states come before the live ones: back and forward walk through it."""
+    node = service.pool.get()
+    start = await _counter(service, worker)
+    started = await service.run("start_recording", {"pids": [worker], "duration": 30})
+    for by in (1, 2, 3):
+        assert await _increment(service, by, worker) == start + sum(range(1, by + 1))
+    stopped = await service.run("stop_recording", {"id": started.id})
+    async with await DebugSession.start(node, worker, hold_ms=60_000) as session:
+        session.services = service.services
+        first = session.open_recording(stopped.id)
+        assert first.kind == "initial" and first.state[Atom("counter")] == start
+        walked = [session.forward().state[Atom("counter")] for _ in range(3)]
+        assert walked == [start + 1, start + 3, start + 6]
+        assert session.back().state[Atom("counter")] == start + 3
+        assert session.watch("counter")[0][1] == start
+        with pytest.raises(OperationError) as missing:
+            session.open_recording("no_such_recording")
+        assert missing.value.code is ErrorCode.not_found

@@ -7,6 +7,7 @@ itself; default 300000). Client messages (JSON objects)::
     {"break": "{:increment, n} when n > 5", "when": "%{counter: c} when c > 10"}   # "when" optional
     {"clear": 1}          {"continue": true}     {"step": true}
     {"back": true}        {"forward": true}      {"state": true}      {"watch": "counter"}
+    {"recording": ID}     # step back through a stored recording of this process
 
 Server messages: ``ready`` (pid, node, language, state, hold_ms), ``breakpoint`` (id, pattern,
 when), ``cleared`` (id), ``held`` (step, kind, from, message, state, breakpoint: the process
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["add_debug_websocket"]
 
 MAX_MESSAGE = 16 * 1024
-COMMANDS = ("break", "clear", "continue", "step", "back", "forward", "watch", "state")
+COMMANDS = ("break", "clear", "continue", "step", "back", "forward", "watch", "state", "recording")
 
 
 def add_debug_websocket(app: FastAPI, service: Arsenal) -> None:
@@ -60,6 +61,7 @@ def add_debug_websocket(app: FastAPI, service: Arsenal) -> None:
             await _send(websocket, {"type": "error", "errors": [error_object(as_operation_error(exc))]})
             await websocket.close(code=1008)
             return
+        session.services = service.services
         await _send(
             websocket,
             {
@@ -129,6 +131,9 @@ async def _handle(session: DebugSession, message: dict[str, Any]) -> dict[str, A
     if message.get("step"):
         await session.step()
         return None
+    if "recording" in message:
+        entry = session.open_recording(_text(message.get("recording"), "recording"))
+        return {**_state(session, entry), "recording": message["recording"], "states": len(session.history)}
     if message.get("back") or message.get("forward"):
         entry = session.back() if message.get("back") else session.forward()
         return _state(session, entry)

@@ -166,6 +166,8 @@ class DebugSession:
     ended: DebugEvent | None = None
     cursor: int | None = None
     dropped: int = 0
+    # The Arsenal's services (its store), for loading recordings; set by whoever starts the session.
+    services: Any = None
     _queue: asyncio.Queue[DebugEvent] = field(default_factory=lambda: asyncio.Queue(MAX_QUEUE))
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _reader: asyncio.Task[None] | None = None
@@ -270,6 +272,27 @@ class DebugSession:
         reply = await self._command(Atom("state"), "state")
         info = {str(k): v for k, v in reply[1].items()}
         return int(info["step"]), info["state"]
+
+    def load_recording(self, states: list[tuple[int, str, Term, Term]]) -> HistoryEntry:
+        """Put a recording's states before the ones seen live, and go to its first: ``back`` and
+        ``forward`` then walk through the recording (and on into what the session saw)."""
+        recorded = [HistoryEntry(step, state, kind, message) for step, kind, message, state in states]
+        live = list(self.history)
+        self.history = deque(recorded + live, maxlen=MAX_HISTORY)
+        self.cursor = 0
+        return self.history[0]
+
+    def open_recording(self, recording_id: str) -> HistoryEntry:
+        """Load what recording ``recording_id`` holds of this process (see :meth:`load_recording`)."""
+        from .recording import recorded_states
+
+        if self.services is None:
+            raise OperationError(
+                ErrorCode.validation_error, "this debugger has no store to load recordings from"
+            )
+        return self.load_recording(
+            recorded_states(self.services, recording_id, self.target, self.node.language)
+        )
 
     def back(self) -> HistoryEntry:
         """One state back in the history of seen states (stays at the oldest)."""

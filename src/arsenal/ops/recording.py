@@ -443,6 +443,20 @@ def _load(
     return rec, list(rec["steps"]), targets
 
 
+def recorded_states(
+    services: Services, id: str, pid: str, language: str
+) -> list[tuple[int, str, Term, Term]]:
+    """What a recording holds for one of its processes, oldest first: ``(step, kind, message,
+    state after)``, the initial state as step 0 (for the debugger to step back through)."""
+    _rec, steps, targets = _load(services.get(RecordingManager), id)
+    target = _find_target(targets, pid, language)
+    states: list[tuple[int, str, Term, Term]] = [(0, "initial", None, target["initial_state"])]
+    for seq, _time, step_pid, kind, message, _from, state, _reply in steps:
+        if step_pid == target["pid"] and str(kind) != "exit":
+            states.append((int(seq), str(kind), message, state))
+    return states
+
+
 def _matches(target: dict[str, Any], text: str, language: str) -> bool:
     """Whether ``text`` (a pid in any accepted form, or a name) names this recorded process."""
     try:

@@ -8,6 +8,7 @@ Commands, one a line::
     d ID                   delete breakpoint ID
     c                      continue to the next breakpoint       s   step one message
     back / fwd             walk the states seen so far          p   show the state
+    rec ID                 step back through a stored recording of this process
     w PATH                 watch PATH (`counter`, `history.0`) over the states seen and to come
     q                      detach (a held process is released) and quit; so does the end of input
 
@@ -63,6 +64,7 @@ async def _debug(
         session = await DebugSession.start(
             beam, target, principal=service.principal, force=force, hold_ms=hold_ms
         )
+        session.services = service.services
         printer = asyncio.create_task(_print_events(session))
         try:
             state = _state(session, session.history[-1])
@@ -118,6 +120,10 @@ async def _run_command(session: DebugSession, line: str) -> None:
             await session.continue_()
         elif word in ("s", "step"):
             await session.step()
+        elif word in ("rec", "recording"):
+            entry = session.open_recording(rest)
+            _say(f"recording {rest}: {len(session.history)} states; back/fwd walk them")
+            _show_entry(session, entry)
         elif word == "back":
             _show_entry(session, session.back())
         elif word in ("fwd", "forward"):
@@ -129,7 +135,7 @@ async def _run_command(session: DebugSession, line: str) -> None:
             for step, value, found in session.watch(rest):
                 _say(f"watch step {step}: {rest} = {session.render(value) if found else '(not there)'}")
         else:
-            _say(f"error: unknown command {line!r}; use b, d, c, s, back, fwd, p, w, q")
+            _say(f"error: unknown command {line!r}; use b, d, c, s, back, fwd, rec, p, w, q")
     except (OperationError, ValueError) as exc:
         message = exc.message if isinstance(exc, OperationError) else str(exc)
         _say(f"error: {message}")
