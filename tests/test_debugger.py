@@ -408,6 +408,8 @@ async def test_stepping_back_through_a_recording(service, worker) -> None:
     for by in (1, 2, 3):
         assert await _increment(service, by, worker) == start + sum(range(1, by + 1))
     stopped = await service.run("stop_recording", {"id": started.id})
+    history = await service.run("get_process_history", {"pid": worker})
+    assert ("recording", stopped.id) in [(e["source"], e.get("id")) for e in history.events]
     async with await DebugSession.start(node, worker, hold_ms=60_000) as session:
         session.services = service.services
         first = session.open_recording(stopped.id)

@@ -201,6 +201,11 @@ async def test_checkpoints_diff_rollback_and_delete(service: Arsenal) -> None:
     assert between.changes == [] and second.name == "second"
     names = [c.name for c in (await service.run("list_checkpoints", {"pid": name})).checkpoints]
     assert {"first", "second"} <= set(names)
+    history = await service.run("get_process_history", {"pid": name})
+    listed = [(e["source"], e.get("name")) for e in history.events]
+    assert ("checkpoint", "second") in listed and ("checkpoint", "first") in listed
+    times = [e["time_us"] for e in history.events]
+    assert times == sorted(times, reverse=True)
     await service.run("delete_checkpoint", {"pid": name, "name": "second"})
     await fails(ErrorCode.not_found, service.run("get_checkpoint", {"pid": name, "name": "second"}))
 

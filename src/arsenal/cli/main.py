@@ -204,7 +204,7 @@ def run_operation(
         errors.print(f"[red]error:[/red] {exc.message}", highlight=False)
         raise typer.Exit(EXIT_CODES.get(exc.code, 1)) from None
     if not registry.get(operation).needs_node and node is None:
-        result = _run(lambda: _without_node(operation, parsed))
+        result = run_local(operation, parsed)
     else:
         name = _node_name(node)
         result = _run(lambda: _on_node(name, cookie, timeout, operation, parsed))
@@ -335,6 +335,12 @@ run_job = _run
 on_node = _on_node
 show = _show
 node_name = _node_name
+
+
+def run_local(operation: str, params: dict[str, Any]) -> Any:
+    """Run one operation that needs no node (sandboxes, stored traces and recordings) and return
+    its result; a failure exits with its one-line message and exit code."""
+    return _run(lambda: _without_node(operation, params))
 
 
 def run_on_node(

@@ -42,6 +42,7 @@ from .safeterm import check_decoded, parse_term, to_wire
 from .safety import ensure_not_protected
 from .targets import check_target, is_agent_error, process_ref
 from .trace_patterns import MessagePattern, TracePatternError, parse_message_pattern
+from .watchers import Watcher
 
 __all__ = [
     "GetInterception",
@@ -59,7 +60,6 @@ RING = 1000
 """Events kept in memory per interception (the last ones)."""
 KEEP_FINISHED = 100
 """Finished interceptions remembered per Arsenal (in memory; not stored)."""
-WATCHER_QUEUE = 1000
 MAILBOX_BATCHES = 10_000
 MAX_ITEMS = 200
 BATCH = Atom("arsenal_intercept")
@@ -86,16 +86,6 @@ class Syntax(StrEnum):
 
 
 # ---------------------------------------------------------------------- the service
-
-
-@dataclass
-class Watcher:
-    """One live reader: batches of rendered events, then ``None`` at the end."""
-
-    queue: asyncio.Queue[list[dict[str, Any]] | None] = field(
-        default_factory=lambda: asyncio.Queue(WATCHER_QUEUE)
-    )
-    dropped: int = 0
 
 
 @dataclass
@@ -200,14 +190,14 @@ class InterceptionManager:
                 if batch:
                     interception.events.extend(batch)
                     for watcher in interception.watchers:
-                        _offer(watcher, batch)
+                        watcher.offer(batch)
         except Exception:  # the connection closed under us
             interception.end_reason = interception.end_reason or "node_down"
         finally:
             interception.end_reason = interception.end_reason or "stopped"
             interception.ended_at = time.time()
             for watcher in interception.watchers:
-                _offer(watcher, None, force=True)
+                watcher.offer(None, force=True)
             self.live.pop(interception.id, None)
             self.finished.append(interception)
             interception.finished.set()
@@ -306,18 +296,6 @@ class InterceptionManager:
         for interception_id in list(self.live):
             with contextlib.suppress(Exception):
                 await self.stop(interception_id, timeout=5.0)
-
-
-def _offer(watcher: Watcher, batch: list[dict[str, Any]] | None, *, force: bool = False) -> None:
-    try:
-        watcher.queue.put_nowait(batch)
-    except asyncio.QueueFull:
-        if not force:
-            watcher.dropped += len(batch or [])
-            return
-        with contextlib.suppress(asyncio.QueueEmpty):
-            watcher.queue.get_nowait()  # the end marker must get through
-        watcher.queue.put_nowait(batch)
 
 
 def _text(term: Term, language: str, local_node: str | None = None) -> str:

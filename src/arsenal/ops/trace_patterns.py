@@ -32,13 +32,15 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
 
 from ..dist.terms import Atom, ImproperList, StrictKey, Term, freeze
+from ..terms import lexing
+from ..terms.lexing import Lexer, Token, TokenCursor
+from ..terms.source import atoms as term_atoms
 
 __all__ = [
     "MAX_ARGS",
@@ -65,10 +67,8 @@ MAX_VARIABLES = 50
 """Most distinct variables (``'$1'`` .. ``'$50'``: the agent makes sure those atoms exist on a node)."""
 MAX_SPEC_DEPTH = 90
 """Deepest nesting of the resulting match spec (Arsenal's wire encoder refuses deeper than 100)."""
-MAX_ATOM = 255
-"""Erlang's own limit on an atom's length, in characters."""
 
-Flavour = Literal["erlang", "elixir"]
+Flavour = lexing.Language
 
 _ACTIONS = ("return", "caller")
 
@@ -95,14 +95,9 @@ class TracePattern:
 
     def atoms(self) -> set[str]:
         """Every atom the pattern would send, as text: check they all exist on the node first."""
-        found = {self.module}
+        found = term_atoms(self.match_spec) | {self.module}
         if self.function is not None:
             found.add(self.function)
-        for term in _walk(self.match_spec):
-            if type(term) is Atom:
-                found.add(str(term))
-            elif type(term) is bool:
-                found.add("true" if term else "false")
         return found
 
     @property
@@ -141,13 +136,7 @@ class MessagePattern:
 
     def atoms(self) -> set[str]:
         """Every atom the pattern would send, as text: check they all exist on the node first."""
-        found: set[str] = set()
-        for term in _walk(self.match_spec):
-            if type(term) is Atom:
-                found.add(str(term))
-            elif type(term) is bool:
-                found.add("true" if term else "false")
-        return found
+        return term_atoms(self.match_spec)
 
 
 _WRAPPERS = {"call": "$gen_call", "cast": "$gen_cast"}
@@ -204,25 +193,6 @@ def _depth(term: Term) -> int:
     return deepest
 
 
-def _walk(term: Term) -> Iterator[Term]:
-    """Every sub-term of ``term`` (containers and leaves), depth first."""
-    stack = [term]
-    while stack:
-        item = stack.pop()
-        yield item
-        kind = type(item)
-        if kind in (list, tuple) or isinstance(item, tuple):
-            stack.extend(item)
-        elif kind is dict:
-            for key, value in item.items():
-                stack.extend((key, value))
-        elif kind is ImproperList:
-            stack.extend(item.items)
-            stack.append(item.tail)
-        elif kind is StrictKey:
-            stack.append(item.value)
-
-
 # ---------------------------------------------------------------------------------------- lexer
 
 
@@ -230,116 +200,54 @@ def _words(text: str) -> list[str]:
     return text.split()
 
 
-@dataclass(frozen=True, slots=True)
-class _Token:
-    """One lexical token. Kinds: name (bare lowercase word), atom (quoted or ``:atom``), var
-    (Erlang variable), alias (Elixir ``Foo``), kw (Elixir ``key:``), int, float, string,
-    charlist, op, eof."""
-
-    kind: str
-    value: Any
-    pos: int
-    text: str
-
-
-_ERLANG_OPS = sorted(
-    _words("=:= =/= -> := => == /= =< >= << >> || ++ -- < > ( ) { } [ ] , ; | : / # + - * . = !"),
-    key=len,
-    reverse=True,
+_ERLANG_OPS = lexing.longest_first(
+    _words("=:= =/= -> := => == /= =< >= << >> || ++ -- < > ( ) { } [ ] , ; | : / # + - * . = !")
 )
-_ELIXIR_OPS = sorted(
+_ELIXIR_OPS = lexing.longest_first(
     _words(
         "=== !== -> => == != =~ <= >= << >> && || ++ -- <> |> < > ( ) { } [ ] , ; | / % + - * . = ! ^ : \\"
-    ),
-    key=len,
-    reverse=True,
-)
-_ERLANG_NUMBER = re.compile(
-    r"(?P<base>\d[\d_]*)#(?P<digits>[0-9a-zA-Z_]+)|(?P<float>\d[\d_]*\.\d[\d_]*(?:[eE][+-]?\d+)?)|(?P<int>\d[\d_]*)"
-)
-_ELIXIR_NUMBER = re.compile(
-    r"0x(?P<hex>[0-9a-fA-F_]+)|0b(?P<bin>[01_]+)|0o(?P<oct>[0-7_]+)"
-    r"|(?P<float>\d[\d_]*\.\d[\d_]*(?:[eE][+-]?\d+)?)|(?P<int>\d[\d_]*)"
+    )
 )
 _MATCH_VARIABLE = re.compile(r"^(?:_|\$\d+|\$_|\$\$)$")
-_ERLANG_NAME = re.compile(r"[a-z][A-Za-z0-9_@]*")
-_ERLANG_VAR = re.compile(r"[A-Z_][A-Za-z0-9_@]*")
 _ELIXIR_IDENT = re.compile(r"[a-z_][A-Za-z0-9_]*(?:[?!](?!=))?")  # x!=y is x != y
-_ELIXIR_ALIAS = re.compile(r"[A-Z][A-Za-z0-9_]*")
 _ELIXIR_ATOM = re.compile(r"[A-Za-z_][A-Za-z0-9_@]*[?!]?")
-_SIMPLE_ESCAPES = {
-    "n": "\n",
-    "r": "\r",
-    "t": "\t",
-    "s": " ",
-    "v": "\v",
-    "b": "\b",
-    "f": "\f",
-    "e": "\x1b",
-    "d": "\x7f",
-    "a": "\x07",
-    "0": "\0",
-}
 
 
-class _Lexer:
-    """Turns the text into tokens; the flavour decides quotes, atoms, characters and operators."""
+class _Lexer(Lexer):
+    """Turns the text into tokens; the flavour decides quotes, atoms, characters and operators.
+
+    Kinds: name (bare lowercase word), atom (quoted or ``:atom``), var (Erlang variable), alias
+    (Elixir ``Foo``), kw (Elixir ``key:``), int, float, string, charlist, op, eof."""
+
+    symbol_kind = "op"
+    what = "a trace pattern"
 
     def __init__(self, text: str, flavour: Flavour) -> None:
-        self.text = text
-        self.flavour = flavour
-        self.pos = 0
-        self.ops = _ERLANG_OPS if flavour == "erlang" else _ELIXIR_OPS
+        super().__init__(text, flavour, _ERLANG_OPS if flavour == "erlang" else _ELIXIR_OPS)
 
     def fail(self, message: str, pos: int) -> NoReturn:
         raise TracePatternError(message, pos + 1)
 
-    def tokens(self) -> list[_Token]:
-        out: list[_Token] = []
-        text = self.text
-        while True:
-            while self.pos < len(text) and text[self.pos] in " \t\r\n":
-                self.pos += 1
-            if self.pos >= len(text):
-                out.append(_Token("eof", None, self.pos, ""))
-                return out
-            start = self.pos
-            kind, value = self._erlang() if self.flavour == "erlang" else self._elixir()
-            out.append(_Token(kind, value, start, text[start : self.pos]))
-
-    def _match(self, pattern: re.Pattern[str]) -> re.Match[str] | None:
-        found = pattern.match(self.text, self.pos)
-        if found:
-            self.pos = found.end()
-        return found
-
     def _erlang(self) -> tuple[str, Any]:
-        char = self.text[self.pos]
-        if char.isdigit() and char.isascii():
-            return self._number(_ERLANG_NUMBER)
-        if (name := self._match(_ERLANG_NAME)) is not None:
+        if (literal := self._literal()) is not None:
+            return literal
+        if (name := self._match(lexing.ERLANG_NAME)) is not None:
             return "name", name.group()
-        if (var := self._match(_ERLANG_VAR)) is not None:
+        if (var := self._match(lexing.ERLANG_VAR)) is not None:
             return "var", var.group()
-        if char == "'":
-            return "atom", self._quoted("'")
-        if char == '"':
-            return "string", self._quoted('"')
-        if char == "$":
-            return "int", self._char_literal()
-        return self._op()
+        return self._symbol()
 
     def _elixir(self) -> tuple[str, Any]:
         text, char = self.text, self.text[self.pos]
-        if char.isdigit() and char.isascii():
-            return self._number(_ELIXIR_NUMBER)
+        if (literal := self._literal()) is not None:
+            return literal
         if (ident := self._match(_ELIXIR_IDENT)) is not None:
             after = self.pos
             if text.startswith(":", after) and not text.startswith("::", after):
                 self.pos += 1
                 return "kw", ident.group()
             return "name", ident.group()
-        if (alias := self._match(_ELIXIR_ALIAS)) is not None:
+        if (alias := self._match(lexing.ELIXIR_ALIAS)) is not None:
             return "alias", alias.group()
         if char == ":" and text.startswith('"', self.pos + 1):
             self.pos += 1
@@ -347,112 +255,12 @@ class _Lexer:
         if char == ":" and (atom := _ELIXIR_ATOM.match(text, self.pos + 1)) is not None:
             self.pos = atom.end()
             return "atom", atom.group()
-        if char == '"':
-            return "string", self._quoted('"')
-        if char == "'":
-            return "charlist", self._quoted("'")
-        if char == "?":
-            return "int", self._char_literal()
         if char == "~":
             if text.startswith(('~c"', "~c'"), self.pos):
                 self.pos += 2
                 return "charlist", self._quoted(text[self.pos])
             self.fail("only the ~c sigil (a charlist) is supported in trace patterns", self.pos)
-        return self._op()
-
-    def _op(self) -> tuple[str, Any]:
-        for op in self.ops:
-            if self.text.startswith(op, self.pos):
-                self.pos += len(op)
-                return "op", op
-        self.fail(f"unexpected character {self.text[self.pos]!r}", self.pos)
-
-    def _number(self, pattern: re.Pattern[str]) -> tuple[str, Any]:
-        start = self.pos
-        found = self._match(pattern)
-        assert found is not None  # called on a digit, which always matches
-        groups = found.groupdict()
-        if groups.get("base") and not 2 <= int(groups["base"].replace("_", "")) <= 36:
-            self.fail(f"the base of {found.group()} must be 2..36", start)
-        try:
-            kind, value = _number_value(groups)
-        except ValueError:
-            self.fail(f"{found.group()!r} is not a valid number", start)
-        if kind == "float" and not math.isfinite(value):
-            self.fail(f"the float {found.group()} is out of range", start)
-        return kind, value
-
-    def _char_literal(self) -> int:
-        """``$a`` (Erlang) or ``?a`` (Elixir): the character's code point."""
-        start = self.pos
-        self.pos += 1
-        if self.pos >= len(self.text):
-            self.fail("expected a character after " + self.text[start], start)
-        if self.text[self.pos] == "\\":
-            return ord(self._escape(start))
-        self.pos += 1
-        return ord(self.text[self.pos - 1])
-
-    def _quoted(self, quote: str) -> str:
-        """A quoted atom, string or charlist starting at ``self.pos`` (the opening quote)."""
-        start = self.pos
-        self.pos += 1
-        chars: list[str] = []
-        text = self.text
-        while True:
-            if self.pos >= len(text):
-                self.fail(f"unterminated {quote}: expected a closing {quote} for the one here", start)
-            char = text[self.pos]
-            if char == quote:
-                self.pos += 1
-                return "".join(chars)
-            if char == "\\":
-                chars.append(self._escape(start))
-                continue
-            if self.flavour == "elixir" and quote == '"' and text.startswith("#{", self.pos):
-                self.fail("string interpolation #{...} is not allowed in a trace pattern", self.pos)
-            chars.append(char)
-            self.pos += 1
-
-    def _escape(self, start: int) -> str:
-        """A backslash escape at ``self.pos``; Erlang's and Elixir's common forms."""
-        text = self.text
-        self.pos += 1
-        if self.pos >= len(text):
-            self.fail("unterminated escape sequence", start)
-        char = text[self.pos]
-        self.pos += 1
-        if char in "01234567" and self.flavour == "erlang":
-            digits = re.match(r"[0-7]{1,3}", text[self.pos - 1 :])
-            assert digits is not None
-            self.pos += len(digits.group()) - 1
-            return chr(int(digits.group(), 8))
-        if char in _SIMPLE_ESCAPES:
-            return _SIMPLE_ESCAPES[char]
-        if char in "xu":
-            braced = re.match(r"\{([0-9a-fA-F]{1,6})\}", text[self.pos :])
-            fixed = re.match(r"[0-9a-fA-F]{2}" if char == "x" else r"[0-9a-fA-F]{4}", text[self.pos :])
-            found = braced or fixed
-            if found is None:
-                self.fail(f"expected hexadecimal digits after \\{char}", self.pos - 2)
-            self.pos += found.end()
-            code = int(found.group(1) if braced else found.group(), 16)
-            if code > 0x10FFFF:
-                self.fail(f"\\{char}{{{code:x}}} is beyond the last Unicode code point", self.pos)
-            return chr(code)
-        return char
-
-
-def _number_value(groups: dict[str, Any]) -> tuple[str, int | float]:
-    """The value of a matched number literal; ``ValueError`` if its digits are wrong (``2#102``)."""
-    if groups.get("float"):
-        return "float", float(groups["float"])
-    if groups.get("base"):
-        return "int", int(groups["digits"], int(groups["base"].replace("_", "")))
-    for name, base in (("hex", 16), ("bin", 2), ("oct", 8)):
-        if groups.get(name):
-            return "int", int(groups[name], base)
-    return "int", int(groups["int"])
+        return self._symbol()
 
 
 # --------------------------------------------------------------------------------------- parser
@@ -582,15 +390,15 @@ _ELIXIR_RESERVED = frozenset(_words("when and or not in fn do end catch rescue a
 _WHAT_ARGUMENT = "an argument pattern (a variable, atom, number, string, tuple, list or map)"
 
 
-class _Parser:
+class _Parser(TokenCursor):
     """Recursive descent over the tokens; builds match-spec terms as it goes."""
 
-    def __init__(self, text: str, flavour: Flavour, tokens: list[_Token]) -> None:
-        self.text = text
-        self.flavour = flavour
+    symbol_kind = "op"
+    end_name = "the end of the pattern"
+
+    def __init__(self, text: str, flavour: Flavour, tokens: list[Token]) -> None:
+        super().__init__(text, tokens)
         self.erlang = flavour == "erlang"
-        self.tokens = tokens
-        self.index = 0
         self.variables: dict[str, Atom] = {}
         self.guard_terms = 0
         self.binary = _ERLANG_BINARY if self.erlang else _ELIXIR_BINARY
@@ -599,45 +407,8 @@ class _Parser:
         self.reserved = _ERLANG_RESERVED if self.erlang else _ELIXIR_RESERVED
         self.messages = False
 
-    # ---------------------------------------------------------------- token helpers
-
-    @property
-    def tok(self) -> _Token:
-        return self.tokens[self.index]
-
-    def peek(self, ahead: int = 1) -> _Token:
-        return self.tokens[min(self.index + ahead, len(self.tokens) - 1)]
-
-    def advance(self) -> _Token:
-        token = self.tokens[self.index]
-        if token.kind != "eof":
-            self.index += 1
-        return token
-
-    def at(self, kind: str, value: Any = None) -> bool:
-        token = self.tok
-        return token.kind == kind and (value is None or token.value == value)
-
-    def accept(self, kind: str, value: Any = None) -> _Token | None:
-        return self.advance() if self.at(kind, value) else None
-
-    def fail(self, message: str, token: _Token | None = None) -> NoReturn:
+    def fail(self, message: str, token: Token | None = None) -> NoReturn:
         raise TracePatternError(message, (token or self.tok).pos + 1)
-
-    def expected(self, what: str, token: _Token | None = None) -> NoReturn:
-        token = token or self.tok
-        found = "the end of the pattern" if token.kind == "eof" else repr(token.text)
-        self.fail(f"expected {what}, found {found}", token)
-
-    def close(self, closer: str, opener: _Token, what: str) -> None:
-        """Consume ``closer`` or fail naming the unbalanced ``opener``."""
-        if not self.accept("op", closer):
-            self.expected(f"{what} or {closer!r} to close the {opener.text!r} at column {opener.pos + 1}")
-
-    def atom(self, text: str, token: _Token) -> Atom:
-        if len(text) > MAX_ATOM:
-            self.fail(f"an atom is at most {MAX_ATOM} characters; this one has {len(text)}", token)
-        return Atom(text)
 
     # ---------------------------------------------------------------- the pattern
 
@@ -739,7 +510,7 @@ class _Parser:
         if token.kind == "atom":
             module = str(self.atom(self.advance().value, token))
         elif token.kind == "alias":
-            module = str(self._alias_atom())
+            module = str(self.elixir_alias())
             after = self.tok
             if (
                 after.kind == "atom"
@@ -850,7 +621,7 @@ class _Parser:
         value = self.advance().value
         return -value if negative else value
 
-    def _erlang_scalar(self, token: _Token) -> Term:
+    def _erlang_scalar(self, token: Token) -> Term:
         if token.kind == "var":
             self.advance()
             return self._head_variable(token)
@@ -866,7 +637,7 @@ class _Parser:
             return _charlist(self._strings())
         return _NOTHING
 
-    def _elixir_scalar(self, token: _Token) -> Term:
+    def _elixir_scalar(self, token: Token) -> Term:
         if token.kind == "name":
             if token.value in self.reserved:
                 self.expected(_WHAT_ARGUMENT)
@@ -878,7 +649,7 @@ class _Parser:
             self.advance()
             return self._literal_atom(token)
         if token.kind == "alias":
-            return self._alias_atom()
+            return self.elixir_alias()
         if token.kind == "string":
             return self._strings().encode()
         if token.kind == "charlist":
@@ -887,7 +658,7 @@ class _Parser:
             self.fail("the pin operator ^ is not supported in trace patterns; match a value directly")
         return _NOTHING
 
-    def _literal_atom(self, token: _Token) -> Term:
+    def _literal_atom(self, token: Token) -> Term:
         atom = self.atom(token.value, token)
         if self.messages and not _MATCH_VARIABLE.match(atom):
             return _atom_or_bool(atom)
@@ -899,16 +670,6 @@ class _Parser:
             )
         return _atom_or_bool(atom)
 
-    def _alias_atom(self) -> Atom:
-        token = self.tok
-        parts = [self.advance().value]
-        while self.at("op", ".") and self.peek().kind == "alias":
-            self.advance()
-            parts.append(self.advance().value)
-        if parts[0] == "Elixir" and len(parts) > 1:  # Elixir.Foo is Foo, as in Elixir itself
-            parts = parts[1:]
-        return self.atom("Elixir." + ".".join(parts), token)
-
     def _strings(self) -> str:
         """A string literal; Erlang concatenates adjacent ones (``"a" "b"``)."""
         parts = [self.advance().value]
@@ -916,7 +677,7 @@ class _Parser:
             parts.append(self.advance().value)
         return "".join(parts)
 
-    def _head_variable(self, token: _Token) -> Atom:
+    def _head_variable(self, token: Token) -> Atom:
         name = token.value
         if name.startswith("_"):
             return Atom("_")
@@ -958,7 +719,7 @@ class _Parser:
         if opener.value == "[":
             return "list", self._list(opener, inner, item)
         if opener.value == "<<":
-            segments: list[tuple[_Token, Any]] = []
+            segments: list[tuple[Token, Any]] = []
             if self.accept("op", ">>"):
                 return "binary", segments
             while True:
@@ -969,7 +730,7 @@ class _Parser:
                 return "binary", segments
         return "map", self._map_pairs(opener, inner, item, key)
 
-    def _items(self, closer: str, opener: _Token, depth: int, item: Callable[[int], Any]) -> list[Any]:
+    def _items(self, closer: str, opener: Token, depth: int, item: Callable[[int], Any]) -> list[Any]:
         items: list[Any] = []
         if self.accept("op", closer):
             return items
@@ -980,7 +741,7 @@ class _Parser:
             self.close(closer, opener, "','")
             return items
 
-    def _list(self, opener: _Token, depth: int, item: Callable[[int], Any]) -> tuple[list[Any], Any]:
+    def _list(self, opener: Token, depth: int, item: Callable[[int], Any]) -> tuple[list[Any], Any]:
         items: list[Any] = []
         if self.accept("op", "]"):
             return items, None
@@ -1020,9 +781,9 @@ class _Parser:
                 return pairs
 
     def _map_pairs(
-        self, opener: _Token, depth: int, item: Callable[[int], Any], key: Callable[[int], Any]
-    ) -> list[tuple[_Token, Any, Any]]:
-        pairs: list[tuple[_Token, Any, Any]] = []
+        self, opener: Token, depth: int, item: Callable[[int], Any], key: Callable[[int], Any]
+    ) -> list[tuple[Token, Any, Any]]:
+        pairs: list[tuple[Token, Any, Any]] = []
         if self.erlang:
             if not self.at("op", "{"):
                 self.fail("records are not supported in trace patterns; write the record as a tuple")
@@ -1030,7 +791,7 @@ class _Parser:
         else:
             if self.at("alias"):
                 struct_token = self.tok
-                pairs.append((struct_token, _Lit(Atom("__struct__")), _Lit(self._alias_atom())))
+                pairs.append((struct_token, _Lit(Atom("__struct__")), _Lit(self.elixir_alias())))
             if not self.at("op", "{"):
                 self.expected("'{' after '%'")
             self.advance()
@@ -1065,7 +826,7 @@ class _Parser:
     pattern_mode = True
     """True while parsing argument patterns, False in guards (Erlang map arrows differ)."""
 
-    def _binary(self, segments: list[tuple[_Token, Any]]) -> bytes:
+    def _binary(self, segments: list[tuple[Token, Any]]) -> bytes:
         out = bytearray()
         for token, value in segments:
             term = value.term if isinstance(value, _Lit | _Expr) else value
@@ -1091,7 +852,7 @@ class _Parser:
                 )
         return bytes(out)
 
-    def _map(self, pairs: list[tuple[_Token, Any, Any]]) -> dict[Term, Term]:
+    def _map(self, pairs: list[tuple[Token, Any, Any]]) -> dict[Term, Term]:
         keys: list[Term] = []
         values: list[Term] = []
         for token, key, value in pairs:
@@ -1132,12 +893,12 @@ class _Parser:
             tests.append(_emit(self._expr(0, 1)))
         return tests
 
-    def _count(self, token: _Token) -> None:
+    def _count(self, token: Token) -> None:
         self.guard_terms += 1
         if self.guard_terms > MAX_GUARD_TERMS:
             self.fail(f"the guard is too large: at most {MAX_GUARD_TERMS} terms", token)
 
-    def _binary_op(self, token: _Token) -> _Op | None:
+    def _binary_op(self, token: Token) -> _Op | None:
         if token.kind == "op" or (token.kind == "name" and token.value in self.binary):
             return self.binary.get(token.value)
         return None
@@ -1201,7 +962,7 @@ class _Parser:
             return self._erlang_primary(token, depth)
         return self._elixir_primary(token, depth)
 
-    def _erlang_primary(self, token: _Token, depth: int) -> _Guard:
+    def _erlang_primary(self, token: Token, depth: int) -> _Guard:
         if token.kind == "var":
             self.advance()
             if self.at("op", "("):
@@ -1235,7 +996,7 @@ class _Parser:
             return _Lit(_charlist(self._strings()))
         self.expected("a guard expression (a variable, constant, guard function or comparison)")
 
-    def _elixir_primary(self, token: _Token, depth: int) -> _Guard:
+    def _elixir_primary(self, token: Token, depth: int) -> _Guard:
         if token.kind == "name" and self.peek().text == "(":
             return self._call(depth)
         if token.kind == "name" and token.value not in self.reserved:
@@ -1250,7 +1011,7 @@ class _Parser:
             return _Lit(_atom_or_bool(self.atom(token.value, token)))
         if token.kind == "alias":
             self._count(token)
-            alias = self._alias_atom()
+            alias = self.elixir_alias()
             if self.at("op", "."):
                 self.fail(
                     "remote calls are not allowed in guards; only guard functions such as is_integer(x)",
@@ -1265,7 +1026,7 @@ class _Parser:
             return _Lit(_charlist(self.advance().value))
         self.expected("a guard expression (a variable, constant, guard function or comparison)")
 
-    def _guard_variable(self, token: _Token) -> _Guard:
+    def _guard_variable(self, token: Token) -> _Guard:
         name = token.value
         if name.startswith("_"):
             self.fail(
@@ -1365,7 +1126,7 @@ def _body(actions: frozenset[str]) -> list[Term]:
     return body
 
 
-def _adjacent(first: _Token, second: _Token) -> bool:
+def _adjacent(first: Token, second: Token) -> bool:
     return second.pos == first.pos + len(first.text)
 
 

@@ -29,22 +29,12 @@ from ..terms.render import render
 from .base import Services
 from .errors import ErrorCode, OperationError
 from .plain import mfa_text, pid_text
+from .watchers import Watcher
 
 __all__ = ["LiveTrace", "TraceManager", "Watcher", "render_event"]
 
-WATCHER_QUEUE = 1000
 TRUNCATED = Atom("$arsenal_truncated")
 MAX_ITEMS = 200
-
-
-@dataclass
-class Watcher:
-    """One live reader of a session: batches of rendered events, then ``None`` at the end."""
-
-    queue: asyncio.Queue[list[dict[str, Any]] | None] = field(
-        default_factory=lambda: asyncio.Queue(WATCHER_QUEUE)
-    )
-    dropped: int = 0
 
 
 @dataclass
@@ -97,13 +87,13 @@ class TraceManager:
                 trace.events += len(rendered)
                 self.store.append(trace.id, rendered)
                 for watcher in trace.watchers:
-                    _offer(watcher, rendered)
+                    watcher.offer(rendered)
         finally:
             end = trace.session.end or TraceEnd(reason="stopped")
             with contextlib.suppress(Exception):  # a closed store at shutdown loses only the summary
                 self.store.finish(trace.id, end.reason, trace.events, end.dropped, end.truncated)
             for watcher in trace.watchers:
-                _offer(watcher, None, force=True)
+                watcher.offer(None, force=True)
             self.live.pop(trace.id, None)
             trace.finished.set()
             with contextlib.suppress(Exception):
@@ -147,18 +137,6 @@ class TraceManager:
         for trace_id in list(self.live):
             with contextlib.suppress(Exception):
                 await self.stop(trace_id, timeout=5.0)
-
-
-def _offer(watcher: Watcher, batch: list[dict[str, Any]] | None, *, force: bool = False) -> None:
-    try:
-        watcher.queue.put_nowait(batch)
-    except asyncio.QueueFull:
-        if not force:
-            watcher.dropped += len(batch or [])
-            return
-        with contextlib.suppress(asyncio.QueueEmpty):
-            watcher.queue.get_nowait()  # the end marker must get through
-        watcher.queue.put_nowait(batch)
 
 
 # ---------------------------------------------------------------------- errors from the agent

@@ -36,12 +36,10 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import math
 import re
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, Literal, NoReturn
+from typing import Any, NoReturn
 
 from arsenal.dist.terms import (
     Atom,
@@ -58,11 +56,13 @@ from arsenal.dist.terms import (
     Term,
     freeze,
 )
+from arsenal.terms import lexing
+from arsenal.terms.lexing import MAX_ATOM, Lexer, Token, TokenCursor
 from arsenal.terms.render import _ELIXIR_OPERATORS, _ELIXIR_REMOTE_OPERATORS, _ERLANG_RESERVED
 
 __all__ = ["MAX_ATOM", "MAX_DEPTH", "MAX_ITEMS", "MAX_TEXT", "TermSourceError", "atoms", "parse_term"]
 
-Language = Literal["erlang", "elixir"]
+Language = lexing.Language
 
 MAX_TEXT = 1024 * 1024
 """Longest text accepted, in bytes of UTF-8."""
@@ -70,8 +70,6 @@ MAX_DEPTH = 100
 """Deepest nesting of tuples, lists, maps and binaries."""
 MAX_ITEMS = 200_000
 """Most terms (every element, key and value counts) in one text."""
-MAX_ATOM = 255
-"""Erlang's own limit on an atom's length, in characters."""
 MAX_BITS = 8 * MAX_TEXT
 """Largest binary a text may build, in bits (``<<0:99999999>>`` is short text but huge)."""
 
@@ -149,21 +147,9 @@ def _position(text: str, pos: int) -> tuple[int, int]:
 
 # ---------------------------------------------------------------------------------------- lexer
 
-
-@dataclass(frozen=True, slots=True)
-class _Token:
-    """Kinds: int, float, atom (value: name), string, charlist, alias (one segment), kw (Elixir
-    ``key:``; value: name), name (a bare word: Erlang ``fun``, Elixir identifiers), punct, eof."""
-
-    kind: str
-    value: Any
-    pos: int
-    text: str
-
-
-_ERLANG_PUNCT = sorted(("#{", *"{}[](),|/-.:#", "=>", ":=", "<<", ">>"), key=len, reverse=True)
-_ELIXIR_PUNCT = sorted(
-    {
+_ERLANG_PUNCT = lexing.longest_first(("#{", *"{}[](),|/-.:#", "=>", ":=", "<<", ">>"))
+_ELIXIR_PUNCT = lexing.longest_first(
+    (
         "%{",
         *"%{}[](),|/-.&",
         "=>",
@@ -171,75 +157,31 @@ _ELIXIR_PUNCT = sorted(
         ">>",
         "::",
         *(op for op in _ELIXIR_OPERATORS if "{" not in op and "<<>" not in op),
-    },
-    key=len,
-    reverse=True,
+    )
 )
-_ELIXIR_ATOM_OPERATORS = sorted(_ELIXIR_OPERATORS, key=len, reverse=True)
-
-_ERLANG_NUMBER = re.compile(
-    r"(?P<base>\d+)#(?P<digits>[0-9a-zA-Z]+(?:_[0-9a-zA-Z]+)*)"
-    r"|(?P<float>\d+(?:_\d+)*\.\d+(?:_\d+)*(?:[eE][+-]?\d+)?)|(?P<int>\d+(?:_\d+)*)"
-)
-_ELIXIR_NUMBER = re.compile(
-    r"0x(?P<hex>[0-9a-fA-F]+(?:_[0-9a-fA-F]+)*)|0b(?P<bin>[01]+(?:_[01]+)*)|0o(?P<oct>[0-7]+(?:_[0-7]+)*)"
-    r"|(?P<float>\d+(?:_\d+)*\.\d+(?:_\d+)*(?:[eE][+-]?\d+)?)|(?P<int>\d+(?:_\d+)*)"
-)
-_LATIN1_WORD = "A-Za-z0-9_@\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u00ff"
-_ERLANG_NAME = re.compile(f"[a-z\u00df-\u00f6\u00f8-\u00ff][{_LATIN1_WORD}]*")
-_ERLANG_VAR = re.compile(f"[A-Z_\u00c0-\u00d6\u00d8-\u00de][{_LATIN1_WORD}]*")
-_ELIXIR_ALIAS = re.compile("[A-Z][A-Za-z0-9_]*")
+_ELIXIR_ATOM_OPERATORS = lexing.longest_first(_ELIXIR_OPERATORS)
 _ERLANG_OPAQUE = re.compile(r"#(Port|Ref|Fun)<|<\d|#[a-z']")
 _ELIXIR_OPAQUE = re.compile(r"#(PID|Port|Reference|Function)<")
-_ESCAPES = {"b": "\b", "d": "\x7f", "e": "\x1b", "f": "\f", "n": "\n", "r": "\r", "s": " ", "t": "\t"}
-_ESCAPES["v"] = "\v"
-_ELIXIR_ESCAPES = {**_ESCAPES, "a": "\x07", "0": "\0"}
 _MARKS = frozenset({"Mn", "Mc"})
 
 
-class _Lexer:
-    """Turns the text into tokens; the language decides quotes, atoms, characters and punctuation."""
+class _Lexer(Lexer):
+    """Turns the text into tokens; the language decides quotes, atoms, characters and punctuation.
+
+    Kinds: int, float, atom (value: name), string, charlist, alias (one segment), kw (Elixir
+    ``key:``; value: name), name (a bare word: Erlang ``fun``, Elixir identifiers), punct, eof.
+    Comments are ``%`` in Erlang and ``#`` in Elixir (unless it opens ``#PID<``)."""
 
     def __init__(self, text: str, language: Language) -> None:
-        self.text = text
-        self.erlang = language == "erlang"
-        self.pos = 0
-        self.punct = _ERLANG_PUNCT if self.erlang else _ELIXIR_PUNCT
-        self.opaque = _ERLANG_OPAQUE if self.erlang else _ELIXIR_OPAQUE
+        erlang = language == "erlang"
+        super().__init__(text, language, _ERLANG_PUNCT if erlang else _ELIXIR_PUNCT, "%" if erlang else "#")
+        self.opaque = _ERLANG_OPAQUE if erlang else _ELIXIR_OPAQUE
 
     def fail(self, message: str, pos: int) -> NoReturn:
         raise TermSourceError(message, *_position(self.text, pos))
 
-    def tokens(self) -> list[_Token]:
-        out: list[_Token] = []
-        while True:
-            self._skip_blank()
-            if self.pos >= len(self.text):
-                out.append(_Token("eof", None, self.pos, ""))
-                return out
-            start = self.pos
-            kind, value = self._erlang() if self.erlang else self._elixir()
-            out.append(_Token(kind, value, start, self.text[start : self.pos]))
-
-    def _skip_blank(self) -> None:
-        """Whitespace and comments (``%`` in Erlang, ``#`` in Elixir, unless it opens ``#PID<``)."""
-        text = self.text
-        comment = "%" if self.erlang else "#"
-        while self.pos < len(text):
-            char = text[self.pos]
-            if char.isspace():
-                self.pos += 1
-            elif char == comment and not self.opaque.match(text, self.pos):
-                end = text.find("\n", self.pos)
-                self.pos = len(text) if end < 0 else end
-            else:
-                return
-
-    def _match(self, pattern: re.Pattern[str]) -> re.Match[str] | None:
-        found = pattern.match(self.text, self.pos)
-        if found:
-            self.pos = found.end()
-        return found
+    def _comment_here(self) -> bool:
+        return super()._comment_here() and not self.opaque.match(self.text, self.pos)
 
     def _opaque(self) -> None:
         """Refuse pids, ports, refs, funs and records with a message that says what to do."""
@@ -255,25 +197,20 @@ class _Lexer:
     # -- Erlang -----------------------------------------------------------------------------
 
     def _erlang(self) -> tuple[str, Any]:
-        char = self.text[self.pos]
         self._opaque()
-        if char.isascii() and char.isdigit():
-            return self._number(_ERLANG_NUMBER)
-        if (name := self._match(_ERLANG_NAME)) is not None:
+        start = self.pos
+        if (literal := self._literal()) is not None:
+            kind, value = literal
+            return kind, (self._atom_name(value, start) if kind == "atom" else value)
+        if (name := self._match(lexing.ERLANG_NAME)) is not None:
             return self._erlang_name(name)
-        if (var := self._match(_ERLANG_VAR)) is not None:
+        if (var := self._match(lexing.ERLANG_VAR)) is not None:
             self.fail(
                 f"{var.group()} is a variable, and a literal term has none; "
                 f"for the atom write '{var.group()}'",
                 var.start(),
             )
-        if char == "'":
-            return "atom", self._atom_name(self._quoted("'"), self.pos)
-        if char == '"':
-            return "string", self._quoted('"')
-        if char == "$":
-            return "int", self._char_literal()
-        return self._punct()
+        return self._symbol()
 
     def _erlang_name(self, name: re.Match[str]) -> tuple[str, Any]:
         word = name.group()
@@ -288,12 +225,6 @@ class _Lexer:
     def _elixir(self) -> tuple[str, Any]:
         text, char = self.text, self.text[self.pos]
         self._opaque()
-        if char.isascii() and char.isdigit():
-            return self._number(_ELIXIR_NUMBER)
-        if char == "_" or char.isalpha():
-            return self._elixir_word()
-        if char == ":" and not text.startswith("::", self.pos):
-            return self._elixir_atom()
         if char == '"':
             if text.startswith('"""', self.pos):
                 self.fail("heredocs are not supported; write the string on one line with \\n", self.pos)
@@ -301,15 +232,17 @@ class _Lexer:
             if self._keyword_colon():
                 return "kw", self._atom_name(value, self.pos)
             return "string", value
-        if char == "'":
-            return "charlist", self._quoted("'")
-        if char == "?":
-            return "int", self._char_literal()
+        if (literal := self._literal()) is not None:
+            return literal
+        if char == "_" or char.isalpha():
+            return self._elixir_word()
+        if char == ":" and not text.startswith("::", self.pos):
+            return self._elixir_atom()
         if char == "~":
             return self._sigil()
         if (key := self._operator_key()) is not None:
             return "kw", key
-        return self._punct()
+        return self._symbol()
 
     def _keyword_colon(self) -> bool:
         """Whether a ``key:`` colon (not ``::``) follows; consumes it."""
@@ -337,7 +270,7 @@ class _Lexer:
         self.pos = end
         if self._keyword_colon():
             return "kw", self._atom_name(word, start)
-        if (alias := _ELIXIR_ALIAS.fullmatch(word)) is not None:
+        if (alias := lexing.ELIXIR_ALIAS.fullmatch(word)) is not None:
             return "alias", alias.group()
         if word in ("nil", "true", "false"):
             return "atom", word
@@ -383,169 +316,26 @@ class _Lexer:
 
     # -- shared -----------------------------------------------------------------------------
 
-    def _atom_name(self, name: str, pos: int) -> str:
-        if len(name) > MAX_ATOM:
-            self.fail(f"an atom is at most {MAX_ATOM} characters; this one has {len(name)}", pos)
-        return name
-
-    def _punct(self) -> tuple[str, Any]:
-        for op in self.punct:
-            if self.text.startswith(op, self.pos):
-                self.pos += len(op)
-                return "punct", op
-        self.fail(f"unexpected character {self.text[self.pos]!r}", self.pos)
-
-    def _number(self, pattern: re.Pattern[str]) -> tuple[str, Any]:
-        start = self.pos
-        found = self._match(pattern)
-        assert found is not None  # called on a digit, which always matches
-        groups = {k: (v.replace("_", "") if v else v) for k, v in found.groupdict().items()}
-        try:
-            kind, value = _number_value(groups)
-        except ValueError:
-            self.fail(f"{found.group()!r} is not a valid number (digits beyond its base, or too long)", start)
-        if kind == "float" and not math.isfinite(value):
-            self.fail(f"the float {found.group()} is out of range", start)
-        return kind, value
-
-    def _char_literal(self) -> int:
-        """``$a`` (Erlang) or ``?a`` (Elixir): the character's code point."""
-        start = self.pos
-        self.pos += 1
-        if self.pos >= len(self.text):
-            self.fail("expected a character after " + self.text[start], start)
-        if self.text[self.pos] == "\\":
-            return ord(self._escape(start))
-        self.pos += 1
-        return ord(self.text[self.pos - 1])
-
-    def _quoted(self, quote: str) -> str:
-        """A quoted atom, string or charlist starting at ``self.pos`` (the opening quote)."""
-        start = self.pos
-        self.pos += 1
-        chars: list[str] = []
-        text = self.text
-        while True:
-            if self.pos >= len(text):
-                self.fail(f"unterminated {quote}: expected a closing {quote} for the one here", start)
-            char = text[self.pos]
-            if char == quote:
-                self.pos += 1
-                return "".join(chars)
-            if char == "\\":
-                chars.append(self._escape(start))
-                continue
-            if not self.erlang and text.startswith("#{", self.pos):
-                self.fail("interpolation #{...} is not allowed in a literal; escape it as \\#{", self.pos)
-            chars.append(char)
-            self.pos += 1
-
-    def _escape(self, start: int) -> str:
-        """A backslash escape at ``self.pos``: Erlang's or Elixir's forms."""
-        text = self.text
-        self.pos += 1
-        if self.pos >= len(text):
-            self.fail("unterminated escape sequence", start)
-        char = text[self.pos]
-        self.pos += 1
-        if self.erlang and char in "01234567":
-            digits = re.match(r"[0-7]{1,3}", text[self.pos - 1 :])
-            assert digits is not None
-            self.pos += len(digits.group()) - 1
-            return chr(int(digits.group(), 8))
-        if self.erlang and char == "^" and self.pos < len(text):
-            self.pos += 1
-            return chr(ord(text[self.pos - 1]) & 31)
-        table = _ESCAPES if self.erlang else _ELIXIR_ESCAPES
-        if char in table:
-            return table[char]
-        if char == "x" or (char == "u" and not self.erlang):
-            return self._hex_escape(char)
-        return char
-
-    def _hex_escape(self, char: str) -> str:
-        text = self.text
-        braced = re.match(r"\{([0-9a-fA-F]{1,6})\}", text[self.pos :])
-        fixed = re.match(r"[0-9a-fA-F]{2}" if char == "x" else r"[0-9a-fA-F]{4}", text[self.pos :])
-        found = braced or fixed
-        if found is None:
-            self.fail(f"expected hexadecimal digits after \\{char}", self.pos - 2)
-        code = int(found.group(1) if braced else found.group(), 16)
-        if code > 0x10FFFF:
-            self.fail(f"\\{char}{{{code:X}}} is beyond the last Unicode code point", self.pos - 2)
-        self.pos += found.end()
-        return chr(code)
-
-
-def _number_value(groups: dict[str, Any]) -> tuple[str, int | float]:
-    """The value of a matched number literal; ``ValueError`` if its digits are wrong (``2#102``)."""
-    if groups.get("float"):
-        return "float", float(groups["float"])
-    if groups.get("base"):
-        base = int(groups["base"])
-        if not 2 <= base <= 36:
-            raise ValueError(base)
-        return "int", int(groups["digits"], base)
-    for name, base in (("hex", 16), ("bin", 2), ("oct", 8)):
-        if groups.get(name):
-            return "int", int(groups[name], base)
-    return "int", int(groups["int"])
-
 
 # --------------------------------------------------------------------------------------- parser
 
 _WHAT = "a term (a number, atom, string, tuple, list, map or binary)"
 
 
-class _Parser:
+class _Parser(TokenCursor):
     """Recursive descent over the tokens, bounded by :data:`MAX_DEPTH` and :data:`MAX_ITEMS`."""
 
-    def __init__(self, text: str, language: Language, tokens: list[_Token]) -> None:
-        self.text = text
+    def __init__(self, text: str, language: Language, tokens: list[Token]) -> None:
+        super().__init__(text, tokens)
         self.erlang = language == "erlang"
-        self.tokens = tokens
-        self.index = 0
         self.items = 0
 
-    # -- token helpers ----------------------------------------------------------------------
-
-    @property
-    def tok(self) -> _Token:
-        return self.tokens[self.index]
-
-    def peek(self) -> _Token:
-        return self.tokens[min(self.index + 1, len(self.tokens) - 1)]
-
-    def after_next(self) -> _Token:
-        return self.tokens[min(self.index + 2, len(self.tokens) - 1)]
-
-    def advance(self) -> _Token:
-        token = self.tokens[self.index]
-        if token.kind != "eof":
-            self.index += 1
-        return token
-
-    def at(self, kind: str, value: Any = None) -> bool:
-        return self.tok.kind == kind and (value is None or self.tok.value == value)
-
-    def accept(self, kind: str, value: Any = None) -> _Token | None:
-        return self.advance() if self.at(kind, value) else None
-
-    def fail(self, message: str, token: _Token | None = None) -> NoReturn:
+    def fail(self, message: str, token: Token | None = None) -> NoReturn:
         raise TermSourceError(message, *_position(self.text, (token or self.tok).pos))
 
-    def expected(self, what: str, token: _Token | None = None) -> NoReturn:
-        token = token or self.tok
-        found = "the end of the text" if token.kind == "eof" else repr(token.text)
-        self.fail(f"expected {what}, found {found}", token)
-
-    def close(self, closer: str, opener: _Token, what: str) -> None:
-        """Consume ``closer`` or fail naming the unbalanced ``opener``."""
-        if not self.accept("punct", closer):
-            line, column = _position(self.text, opener.pos)
-            self.expected(
-                f"{what} or {closer!r} to close the {opener.text!r} at line {line}, column {column}"
-            )
+    def where(self, pos: int) -> str:
+        line, column = _position(self.text, pos)
+        return f"line {line}, column {column}"
 
     # -- the text ---------------------------------------------------------------------------
 
@@ -577,7 +367,7 @@ class _Parser:
             self.fail("a keyword (key: value) can only appear in a list or map, after other elements")
         self.expected(_WHAT)
 
-    def name_error(self, token: _Token) -> NoReturn:
+    def name_error(self, token: Token) -> NoReturn:
         word = token.value
         if word[0].isupper():
             self.fail(f"{word} is not an alias (aliases are ASCII); for the atom write :{word}", token)
@@ -585,7 +375,7 @@ class _Parser:
             self.fail(f"{word}(...) is a call, and a literal term has none", token)
         self.fail(f"{word} is a variable, and a literal term has none; for the atom write :{word}", token)
 
-    def scalar(self, token: _Token) -> Term:
+    def scalar(self, token: Token) -> Term:
         kind = token.kind
         if kind in ("int", "float"):
             return self.advance().value
@@ -614,25 +404,14 @@ class _Parser:
         return _charlist("".join(parts))
 
     def alias(self) -> Atom:
-        token = self.tok
-        parts = [self.advance().value]
-        while self.at("punct", ".") and self.peek().kind == "alias":
-            self.advance()
-            parts.append(self.advance().value)
+        atom = self.elixir_alias()
         if self.at("punct", ".") and self.peek().kind in ("name", "atom", "kw"):
             self.fail("calls are not allowed in a literal term", self.peek())
-        if parts[0] == "Elixir" and len(parts) > 1:  # Elixir.Foo is Foo, as in Elixir itself
-            parts = parts[1:]
-        elif parts == ["Elixir"]:
-            return Atom("Elixir")
-        name = "Elixir." + ".".join(parts)
-        if len(name) > MAX_ATOM:
-            self.fail(f"an atom is at most {MAX_ATOM} characters; this one has {len(name)}", token)
-        return Atom(name)
+        return atom
 
     # -- collections ------------------------------------------------------------------------
 
-    def collection(self, token: _Token, depth: int) -> Term:
+    def collection(self, token: Token, depth: int) -> Term:
         """A container with ``depth`` containers around it."""
         if depth >= MAX_DEPTH and token.value in ("{", "[", "<<", "#{", "%{", "%"):
             self.fail(f"the term nests deeper than {MAX_DEPTH} levels")
@@ -655,7 +434,7 @@ class _Parser:
             return self.elixir_export()
         self.expected(_WHAT)
 
-    def items_until(self, closer: str, opener: _Token, depth: int) -> list[Term]:
+    def items_until(self, closer: str, opener: Token, depth: int) -> list[Term]:
         items: list[Term] = []
         if self.accept("punct", closer):
             return items
@@ -666,7 +445,7 @@ class _Parser:
             self.close(closer, opener, "','")
             return items
 
-    def list_(self, opener: _Token, depth: int) -> Term:
+    def list_(self, opener: Token, depth: int) -> Term:
         items: list[Term] = []
         if self.accept("punct", "]"):
             return items
@@ -699,7 +478,7 @@ class _Parser:
 
     def elixir_map(self, depth: int) -> dict[Term, Term]:
         opener = self.advance()
-        pairs: list[tuple[_Token, Term, Term]] = []
+        pairs: list[tuple[Token, Term, Term]] = []
         if opener.value == "%":
             if not self.at("alias"):
                 self.expected("'{' or a struct name after '%'")
@@ -709,7 +488,7 @@ class _Parser:
                 self.expected("'{' after the struct name")
         return self.map_(opener, depth, pairs)
 
-    def map_(self, opener: _Token, depth: int, pairs: list[tuple[_Token, Term, Term]]) -> dict[Term, Term]:
+    def map_(self, opener: Token, depth: int, pairs: list[tuple[Token, Term, Term]]) -> dict[Term, Term]:
         """Pairs up to ``}``; Elixir ``key: value`` pairs may come anywhere (Elixir wants them last)."""
         if self.accept("punct", "}"):
             return self.build_map(pairs)
@@ -730,7 +509,7 @@ class _Parser:
             self.close("}", opener, "','")
             return self.build_map(pairs)
 
-    def build_map(self, pairs: list[tuple[_Token, Term, Term]]) -> dict[Term, Term]:
+    def build_map(self, pairs: list[tuple[Token, Term, Term]]) -> dict[Term, Term]:
         """A dict as the ETF decoder builds it (frozen keys, StrictKey where Python merges keys)."""
         frozen = [(token, freeze(key), value) for token, key, value in pairs]
         result = {key: value for _, key, value in frozen}
@@ -746,7 +525,7 @@ class _Parser:
 
     # -- binaries ---------------------------------------------------------------------------
 
-    def binary(self, opener: _Token, depth: int) -> bytes | BitString:
+    def binary(self, opener: Token, depth: int) -> bytes | BitString:
         bits = _Bits()
         if self.accept("punct", ">>"):
             return bits.value()
@@ -781,7 +560,7 @@ class _Parser:
             return
         self.expected("a binary segment: an integer (with an optional size) or a string", token)
 
-    def string_bytes(self, text: str, token: _Token) -> bytes:
+    def string_bytes(self, text: str, token: Token) -> bytes:
         """Elixir strings are UTF-8 (``::binary``/``::utf8`` allowed); Erlang's are bytes unless /utf8."""
         if not self.erlang:
             if self.accept("punct", "::"):
@@ -848,7 +627,7 @@ class _Parser:
     def elixir_export(self) -> Export:
         self.advance()
         if self.at("alias"):
-            module = self.alias_before_dot()
+            module = self.elixir_alias(before_function=True)
         else:
             module = self.export_atom("a module after '&' (&Module.function/arity)")
         if not self.accept("punct", "."):
@@ -860,21 +639,7 @@ class _Parser:
             name = self.advance().value
         else:
             self.expected("a function name after '.'")
-        if len(name) > MAX_ATOM:
-            self.fail(f"an atom is at most {MAX_ATOM} characters; this one has {len(name)}", token)
-        return Export(module, Atom(name), self.arity())
-
-    def alias_before_dot(self) -> Atom:
-        """``Foo.Bar`` in ``&Foo.Bar.fun/1``: alias segments, leaving the ``.`` before the function."""
-        parts = [self.advance().value]
-        while self.at("punct", ".") and self.peek().kind == "alias" and self.after_next().text != "/":
-            self.advance()
-            parts.append(self.advance().value)
-        if parts[0] == "Elixir" and len(parts) > 1:
-            parts = parts[1:]
-        elif parts == ["Elixir"]:
-            return Atom("Elixir")
-        return Atom("Elixir." + ".".join(parts))
+        return Export(module, self.atom(name, token), self.arity())
 
     def arity(self) -> int:
         if not self.accept("punct", "/"):
@@ -897,7 +662,7 @@ class _Bits:
         self.number = 0
         self.count = 0
 
-    def add_int(self, value: int, size: int, parser: _Parser, token: _Token) -> None:
+    def add_int(self, value: int, size: int, parser: _Parser, token: Token) -> None:
         if self.count + size > MAX_BITS:
             parser.fail(f"the binary is larger than {MAX_BITS // 8} bytes", token)
         self.number = (self.number << size) | (value & ((1 << size) - 1))

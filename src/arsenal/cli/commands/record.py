@@ -25,6 +25,7 @@ from ..main import (
     errors,
     node_name,
     run_job,
+    run_local,
 )
 from .trace import parse_duration
 
@@ -82,11 +83,7 @@ def recordings(
 ) -> None:
     """Stored recordings of this machine's Arsenal ($ARSENAL_HOME), newest first."""
 
-    async def job() -> Any:
-        async with Arsenal() as service:
-            return await service.run("list_recordings", {"limit": limit})
-
-    result = run_job(job)
+    result = run_local("list_recordings", {"limit": limit})
     if as_json:
         print(result.model_dump_json(indent=2))
         return
@@ -113,13 +110,7 @@ def recording_steps(
         )
         raise typer.Exit(2)
 
-    async def job() -> Any:
-        async with Arsenal() as service:
-            return await service.run(
-                "get_recording", {"id": recording, "pid": pid, "offset": offset, "limit": limit}
-            )
-
-    page = run_job(job)
+    page = run_local("get_recording", {"id": recording, "pid": pid, "offset": offset, "limit": limit})
     if as_json:
         print(page.model_dump_json(indent=2, by_alias=True))
         return

@@ -23,7 +23,7 @@ from ...ops.base import Result
 from ...sandbox.manager import SandboxManager
 from ...sandbox.repl import Repl, ReplReply
 from ...store import default_home
-from ..main import JsonOption, app, console, errors, human_bytes, run_job
+from ..main import JsonOption, app, console, errors, human_bytes, run_job, run_local
 from .trace import parse_duration
 
 sandbox_app = typer.Typer(
@@ -33,14 +33,6 @@ sandbox_app = typer.Typer(
 app.add_typer(sandbox_app, name="sandbox")
 
 IdArgument = Annotated[str, typer.Argument(help="The sandbox's id.")]
-
-
-def _run(operation: str, params: dict[str, Any]) -> Any:
-    async def job() -> Result:
-        async with Arsenal() as service:
-            return await service.run(operation, params)
-
-    return run_job(job)
 
 
 def _print_json(result: Result) -> None:
@@ -96,7 +88,7 @@ def create(
             errors.print(f"[red]error:[/red] {escape(str(exc))}")
             raise typer.Exit(2) from None
         params["source"] = {"language": language, "files": files, "app": app_name, "mod": mod}
-    result = _run("create_sandbox", params)
+    result = run_local("create_sandbox", params)
     if as_json:
         _print_json(result)
         return
@@ -111,7 +103,7 @@ def create(
 @sandbox_app.command("list")
 def list_(as_json: JsonOption = False) -> None:
     """Every sandbox of this ARSENAL_HOME."""
-    result = _run("list_sandboxes", {})
+    result = run_local("list_sandboxes", {})
     if as_json:
         _print_json(result)
         return
@@ -126,7 +118,7 @@ def list_(as_json: JsonOption = False) -> None:
 @sandbox_app.command("info")
 def info(sandbox_id: IdArgument, as_json: JsonOption = False) -> None:
     """Status, limits and usage, processes, applications and module versions."""
-    result = _run("get_sandbox_info", {"sandbox_id": sandbox_id})
+    result = run_local("get_sandbox_info", {"sandbox_id": sandbox_id})
     if as_json:
         _print_json(result)
         return
@@ -151,14 +143,14 @@ def info(sandbox_id: IdArgument, as_json: JsonOption = False) -> None:
 @sandbox_app.command("destroy")
 def destroy(sandbox_id: IdArgument) -> None:
     """Stop the sandbox and remove everything of it (node, OS processes, files, record)."""
-    _run("destroy_sandbox", {"sandbox_id": sandbox_id})
+    run_local("destroy_sandbox", {"sandbox_id": sandbox_id})
     console.print(f"sandbox {sandbox_id} destroyed", highlight=False)
 
 
 @sandbox_app.command("restart")
 def restart(sandbox_id: IdArgument) -> None:
     """Start the sandbox again from its spec (state starts over)."""
-    result = _run("restart_sandbox", {"sandbox_id": sandbox_id})
+    result = run_local("restart_sandbox", {"sandbox_id": sandbox_id})
     console.print(f"sandbox {sandbox_id} is {result.status} on {result.node}", highlight=False)
 
 
@@ -191,7 +183,7 @@ def eval_(
     }
     if language:
         params["language"] = language
-    result = _run("inject_code", params)
+    result = run_local("inject_code", params)
     if as_json:
         _print_json(result)
     else:
@@ -224,7 +216,7 @@ def reload(
         errors.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     language = "erlang" if file.suffix == ".erl" else "elixir"
-    result = _run(
+    result = run_local(
         "hot_swap_module",
         {"sandbox_id": sandbox_id, "module": module, "source": source, "language": language, "force": force},
     )
@@ -248,7 +240,7 @@ def reload(
 @sandbox_app.command("versions")
 def versions(sandbox_id: IdArgument, module: str, as_json: JsonOption = False) -> None:
     """The versions of a module Arsenal loaded into the sandbox."""
-    result = _run("list_module_versions", {"sandbox_id": sandbox_id, "module": module})
+    result = run_local("list_module_versions", {"sandbox_id": sandbox_id, "module": module})
     if as_json:
         _print_json(result)
         return
@@ -260,7 +252,7 @@ def versions(sandbox_id: IdArgument, module: str, as_json: JsonOption = False) -
 @sandbox_app.command("rollback")
 def rollback(sandbox_id: IdArgument, module: str, version: int) -> None:
     """Load a stored version of a module again."""
-    result = _run("rollback_module", {"sandbox_id": sandbox_id, "module": module, "version": version})
+    result = run_local("rollback_module", {"sandbox_id": sandbox_id, "module": module, "version": version})
     console.print(f"{result.module} is v{version} again (recorded as v{result.version})", highlight=False)
 
 

@@ -56,6 +56,9 @@ MAX_INTERVAL = 60.0
 MAX_WINDOW = 5.0  # seconds: the operation's largest window; a longer interval sleeps the rest
 QUICK_WINDOW = 0.5  # seconds: the first sample after a start or a change, so the view answers at once
 RETRY_DELAY = 1.0  # seconds between samples while the node is away (the Node reconnects meanwhile)
+# A sample that has not come back this long after its window ended is given up and tried again:
+# a live view must not sit on one stuck call (seen once, on a node restarted under it).
+SAMPLE_GRACE = 10.0
 # Lines of a frame that are not process rows: the table's head (2) and the footer (1), plus one spare.
 TABLE_CHROME = 4
 
@@ -338,7 +341,9 @@ def quiet_logs() -> Iterator[None]:
 
 
 async def _sample(service: Arsenal, state: TopState, window: float) -> ProcessWindow:
-    result = await service.run(OPERATION, state.params(window), node=state.node, timeout=window + 60)
+    result = await service.run(
+        OPERATION, state.params(window), node=state.node, timeout=window + SAMPLE_GRACE
+    )
     assert isinstance(result, ProcessWindow)
     return result
 

@@ -33,6 +33,7 @@ from ..main import (
     errors,
     node_name,
     run_job,
+    run_local,
 )
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -234,11 +235,7 @@ def traces(
 ) -> None:
     """Stored trace sessions of this machine's Arsenal ($ARSENAL_HOME), newest first."""
 
-    async def job() -> Any:
-        async with Arsenal() as service:
-            return await service.run("list_traces", {"limit": limit})
-
-    result = run_job(job)
+    result = run_local("list_traces", {"limit": limit})
     if as_json:
         print(result.model_dump_json(indent=2))
         return
