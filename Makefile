@@ -36,6 +36,7 @@ bench: setup
 	$(UV) run python benchmarks/trace_throughput.py
 	$(UV) run python benchmarks/trace_overhead.py
 	$(UV) run python benchmarks/sandbox.py
+	$(UV) run python benchmarks/sampling_overhead.py
 
 clean:
 	rm -rf src/arsenal/agent/ebin demo/erlang/ebin demo/elixir/_build .pytest_cache

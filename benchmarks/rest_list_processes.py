@@ -134,22 +134,41 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+AUTH: dict[str, str] = {}
+"""The Authorization header for the server :func:`arsenal_serve` started (a viewer key of its own home)."""
+
+
 @contextmanager
 def arsenal_serve(node_name: str, cookie: str, *, timeout: float = 60.0) -> Iterator[str]:
     """``arsenal serve --node node_name --port P`` as a subprocess; yield its base URL, kill it after.
 
     The cookie goes through ``ARSENAL_COOKIE``, not the command line. The server
     runs in its own session and is killed as a group (SIGKILL) whatever way the
-    block ends.
+    block ends. It has an ``ARSENAL_HOME`` of its own with one viewer key (in :data:`AUTH`), and
+    no rate limit worth the name: authentication is measured, throttling is not.
     """
+    import tempfile
+
     import httpx
 
+    from arsenal.security.keys import KeyStore
+    from arsenal.store import Store
+
+    home = Path(tempfile.mkdtemp(prefix="arsenal-bench-home-"))
+    store = Store(home / "arsenal.db")
+    try:
+        AUTH["Authorization"] = f"Bearer {KeyStore(store).create('viewer', name='bench')[1]}"
+    finally:
+        store.close()
     port = free_port()
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log_path = LOG_DIR / f"arsenal-serve-{port}.log"
-    env = {**os.environ, "ARSENAL_COOKIE": cookie}
+    env = {**os.environ, "ARSENAL_COOKIE": cookie, "ARSENAL_HOME": str(home)}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH")) if p)
-    command = [sys.executable, "-m", "arsenal", "serve", "--node", node_name, "--port", str(port)]
+    command = [
+        *(sys.executable, "-m", "arsenal", "serve", "--node", node_name, "--port", str(port)),
+        *("--rate-limit", "1000000"),
+    ]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             command,
@@ -166,7 +185,7 @@ def arsenal_serve(node_name: str, cookie: str, *, timeout: float = 60.0) -> Iter
             if proc.poll() is not None:
                 raise RuntimeError(f"arsenal serve exited at start:\n{log_path.read_text()[-3000:]}")
             with suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/api/v1/operations", timeout=5.0).status_code == 200:
+                if httpx.get(f"{base}/api/v1/operations", headers=AUTH, timeout=5.0).status_code == 200:
                     break
             if time.monotonic() > deadline:
                 raise RuntimeError(
@@ -223,7 +242,7 @@ def run(args: argparse.Namespace, node_name: str, cookie: str, base: str) -> dic
 
             arsenal_s: list[float] = []
             erlang_s: list[float] = []
-            with httpx.Client(timeout=600.0) as client:
+            with httpx.Client(timeout=600.0, headers=AUTH) as client:
                 # Warm-up: code loading, the connection, caches, first allocations.
                 _, data = arsenal_once(client)
                 await erlang_once()

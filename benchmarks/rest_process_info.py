@@ -52,7 +52,7 @@ from _common import (
     start_node,
     write_json,
 )
-from rest_list_processes import arsenal_serve
+from rest_list_processes import AUTH, arsenal_serve
 
 CONCURRENCY = 100
 TARGET = "demo_worker_1"
@@ -114,7 +114,8 @@ class RawHttpClient:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
-        request = f"GET {path_and_query} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n\r\n"
+        auth = "".join(f"{name}: {value}\r\n" for name, value in AUTH.items())
+        request = f"GET {path_and_query} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{auth}\r\n"
         self.writer.write(request.encode())
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
@@ -150,7 +151,7 @@ async def bench(args: argparse.Namespace, node_name: str, cookie: str, base: str
     host, port = base.removeprefix("http://").rsplit(":", 1)
     # One client (one connection) per concurrent caller: 100 clients, as 100 users would be.
     # (One AsyncClient with a pool of 100 spends most of its CPU managing the pool.)
-    httpx_clients = [httpx.AsyncClient(timeout=60.0) for _ in range(CONCURRENCY)]
+    httpx_clients = [httpx.AsyncClient(timeout=60.0, headers=AUTH) for _ in range(CONCURRENCY)]
     raw_clients = [RawHttpClient(host, int(port)) for _ in range(CONCURRENCY)]
     try:
         async with LocalNode(cookie=cookie) as local:

@@ -46,7 +46,7 @@ class Api:
 async def api(erl, cookie) -> AsyncIterator[Api]:
     service = Arsenal(cookie=cookie)
     await service.attach(erl.name, reconnect=False)
-    app = create_app(service)
+    app = create_app(service, auth=False)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
         yield Api(service, client, erl.name)
@@ -221,7 +221,7 @@ async def test_node_down_and_read_only(make_node, cookie) -> None:
     async with Arsenal(cookie=cookie) as service:
         await service.attach(victim.name, reconnect=False)
         await service.attach(guarded.name, reconnect=False, read_only=True)
-        app = create_app(service)
+        app = create_app(service, auth=False)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
             ok = await client.get("/api/v1/processes?limit=1", params={"node": victim.name})
@@ -345,7 +345,7 @@ def test_route_conflicts_are_refused_at_startup() -> None:
     with pytest.raises(
         RouteConflict, match="GET /api/v1/twins is declared by twin_b and by operation twin_a"
     ):
-        create_app(service)
+        create_app(service, auth=False)
 
 
 class _Explodes(Operation[NoParams, _Nothing]):
@@ -365,7 +365,7 @@ async def test_a_bug_is_a_500_envelope_without_traceback(api: Api) -> None:
     own.register(_Explodes)
     service = Arsenal()
     service.registry = own
-    app = create_app(service)
+    app = create_app(service, auth=False)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
         for answer in (await client.get("/api/v1/explode"), await client.post("/api/v1/operations/explodes")):
@@ -463,7 +463,7 @@ async def test_websocket_channels(make_node, cookie) -> None:
     target = make_node("apiws", demo=True)
     async with Arsenal(cookie=cookie) as service:
         await service.attach(target.name, reconnect=False)
-        app = create_app(service)
+        app = create_app(service, auth=False)
         async with (
             ASGIWebSocketTransport(app=app) as transport,
             httpx.AsyncClient(transport=transport, base_url=BASE) as client,
@@ -545,7 +545,7 @@ def test_serve_runs_the_api_and_refuses_non_loopback(erl, cookie) -> None:
         env=env,
         timeout=60,
     )
-    assert refused.returncode == 2 and "no authentication" in refused.stderr
+    assert refused.returncode == 2 and "without TLS" in refused.stderr
     assert "Traceback" not in refused.stderr
 
     port = _free_port()
@@ -566,12 +566,26 @@ def test_serve_runs_the_api_and_refuses_non_loopback(erl, cookie) -> None:
             except httpx.TransportError:
                 time.sleep(0.2)
         assert answer is not None, server.stderr.read() if server.poll() is not None else "no answer"
+        assert answer.status_code == 401 and answer.json()["errors"][0]["code"] == "unauthorized"
+        # A key made by the CLI, with the same ARSENAL_HOME, works at once for the running server.
+        made = subprocess.run(
+            [*command[:-1], "keys", "create", "--role", "viewer", "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert made.returncode == 0, made.stderr
+        headers = {"Authorization": f"Bearer {json.loads(made.stdout)['key']}"}
+        answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/operations", headers=headers, timeout=5)
         assert answer.status_code == 200
         assert {op["name"] for op in answer.json()["data"]} >= {"list_processes", "get_process_info"}
-        top = httpx.get(f"http://127.0.0.1:{port}/api/v1/processes?limit=2", timeout=10).json()
+        top = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/processes?limit=2", headers=headers, timeout=10
+        ).json()
         assert top["meta"]["node"] == erl.name and len(top["data"]["processes"]) == 2
     finally:
         server.kill()
         _, stderr = server.communicate(timeout=30)
-    assert "no authentication" in stderr and "Traceback" not in stderr
+    assert "serving" in stderr and "Traceback" not in stderr
     assert json.dumps(cookie) not in stderr and cookie not in stderr

@@ -108,6 +108,22 @@ def test_trace_overhead_runs(tmp_path: Path) -> None:
     assert all(phase["samples"] > 0 for phase in payload["safety"]["latency_ms"].values())
 
 
+def test_sampling_overhead_runs(tmp_path: Path) -> None:
+    ratios, payload = run_quick("sampling_overhead", tmp_path)
+    # Percentages of one core: the measured overheads may be a hair below zero (noise), never
+    # missing or infinite; the projection from the burst is a positive cost.
+    expected = {"sampling_overhead_pct_default", "sampling_overhead_pct_1s", "sampling_projected_pct_default"}
+    assert expected <= set(ratios)
+    assert all(abs(value) < 100 for value in ratios.values())
+    assert ratios["sampling_projected_pct_default"] > 0
+    assert payload["ratios"] == pytest.approx(ratios, rel=1e-3)
+    rounds = payload["rounds"]
+    assert set(rounds) == {"idle", "default", "1s"}
+    assert all(r["samples"] == 0 for r in rounds["idle"])  # the baseline is really idle
+    assert all(r["samples"] >= 1 for r in rounds["1s"])  # and the sampler really sampled
+    assert all(b["calls"] == payload["params"]["burst"] for b in payload["burst_rounds"])
+
+
 @pytest.mark.skipif(
     not all(shutil.which(tool) for tool in ("elixir", "mix")), reason="needs Elixir (elixir, mix)"
 )

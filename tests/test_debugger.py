@@ -289,7 +289,7 @@ def _count(text: str) -> int:
 async def test_websocket_debugger_on_counter1(service) -> None:
     """ArsenalDemo.Counter1, with the demo's load generator calling it five times a second."""
     node = service.pool.get()
-    app = create_app(service)
+    app = create_app(service, auth=False)
     async with (
         ASGIWebSocketTransport(app=app) as transport,
         httpx.AsyncClient(transport=transport, base_url=BASE) as client,

@@ -63,7 +63,10 @@ def test_demo_starts_a_node_that_ps_reaches_then_stops(tmp_path: Path) -> None:
             env=env,
         )
         try:
-            body = _get_when_up(f"http://127.0.0.1:{port}/api/v1/processes?limit=3")
+            made = arsenal("keys", "create", "--role", "viewer", "--json")
+            assert made.returncode == 0, made.stderr
+            key = json.loads(made.stdout)["key"]
+            body = _get_when_up(f"http://127.0.0.1:{port}/api/v1/processes?limit=3", key)
             assert len(json.loads(body)["data"]["processes"]) == 3
         finally:
             server.terminate()
@@ -84,10 +87,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _get_when_up(url: str) -> str:
+def _get_when_up(url: str, key: str) -> str:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
     for _ in range(300):
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
+            with urllib.request.urlopen(request, timeout=5) as response:
                 return response.read().decode()
         except OSError:
             time.sleep(0.1)

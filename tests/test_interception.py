@@ -515,7 +515,7 @@ async def test_elixir_counter_calls_through_the_name(elixir, cookie) -> None:
 
 async def test_rest_and_websocket(service, erl) -> None:
     name, real = await _recorder(service, erl.name)
-    app = create_app(service)
+    app = create_app(service, auth=False)
     transport = ASGIWebSocketTransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://arsenal.test") as client:
         started = await client.post(

@@ -453,7 +453,7 @@ def test_message_shapes() -> None:
 
 async def test_rest(erl, cookie) -> None:
     service = await _service(erl.name, cookie)
-    app = create_app(service)
+    app = create_app(service, auth=False)
     try:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://arsenal.test"

@@ -325,7 +325,7 @@ async def test_node_down(make_node, cookie) -> None:
 async def test_rest_routes(erl, cookie) -> None:
     async with Arsenal(cookie=cookie) as service:
         client_node = await service.attach(erl.name, reconnect=False)
-        transport = httpx.ASGITransport(app=create_app(service), raise_app_exceptions=False)
+        transport = httpx.ASGITransport(app=create_app(service, auth=False), raise_app_exceptions=False)
         async with (
             _started(client_node, "deadlock_pair", HOLD_MS) as (a, b, _caller),
             httpx.AsyncClient(transport=transport, base_url="http://arsenal.test") as client,

@@ -277,8 +277,11 @@ async def test_protected_processes_and_roles(make_node, cookie) -> None:
         await node.resume_process(pid="erl_signal_server")
     async with Arsenal(cookie=cookie, principal=Principal(role="operator")) as service:
         operator = await service.attach(demo.name, reconnect=False)
-        error = await fails(ErrorCode.protected_process, operator.kill_process(pid="code_server", force=True))
-        assert "only an admin" in error.message
+        # kill_process is destructive: an operator is refused before the protection is even asked.
+        error = await fails(ErrorCode.forbidden, operator.kill_process(pid="code_server", force=True))
+        assert "needs an admin key" in error.message
+        error = await fails(ErrorCode.forbidden, operator.suspend_process(pid="code_server", force=True))
+        assert "force=true needs an admin" in error.message
 
 
 async def test_read_only_refuses_writes(erl, cookie) -> None:

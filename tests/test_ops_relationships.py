@@ -373,7 +373,7 @@ async def test_rest_routes(elixir, cookie) -> None:
 
     async with Arsenal(cookie=cookie) as service:
         await service.attach(elixir.name, reconnect=False)
-        transport = httpx.ASGITransport(app=create_app(service), raise_app_exceptions=False)
+        transport = httpx.ASGITransport(app=create_app(service, auth=False), raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://arsenal.test") as client:
             impact = await client.get("/api/v1/processes/ArsenalDemo.Counter1/impact")
             assert impact.status_code == 200, impact.text

@@ -403,7 +403,7 @@ async def test_rest_routes(erl, cookie) -> None:
 
     async with Arsenal(cookie=cookie) as service:
         await service.attach(erl.name, reconnect=False)
-        transport = httpx.ASGITransport(app=create_app(service), raise_app_exceptions=False)
+        transport = httpx.ASGITransport(app=create_app(service, auth=False), raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://arsenal.test") as client:
             health = await client.get("/api/v1/system/health", params={"queue_threshold": 100})
             assert health.status_code == 200, health.text

@@ -357,7 +357,7 @@ async def test_the_sampler_stops_when_arsenal_goes_away(erl, cookie) -> None:
 
 async def test_rest(erl, cookie) -> None:
     service = await _service(erl.name, cookie)
-    app = create_app(service)
+    app = create_app(service, auth=False)
     try:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://arsenal.test") as client:

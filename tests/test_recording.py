@@ -414,7 +414,7 @@ async def test_replay_the_demo_counter_in_a_sandbox(ex, elixir):
 
 
 async def test_rest(ex, elixir):
-    app = create_app(ex)
+    app = create_app(ex, auth=False)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://arsenal.test") as client:
         started = await client.post(

@@ -72,7 +72,7 @@ def _new_id(prefix: str) -> str:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def api() -> AsyncIterator[Api]:
     service = Arsenal()
-    app = create_app(service)
+    app = create_app(service, auth=False)
     sandbox = _new_id("t5pubsub")
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url=BASE, timeout=120) as client:

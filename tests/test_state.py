@@ -259,7 +259,7 @@ async def test_ets_checkpoint_and_restore(make_node: Callable[..., BeamNode], co
 
 async def test_rest_and_cli(service: Arsenal, elixir: BeamNode, cookie: str) -> None:
     name = await start_worker(service, 2)
-    app = create_app(service)
+    app = create_app(service, auth=False)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://arsenal") as client:
         put = await client.put(
             f"/api/v1/processes/{name}/state",

@@ -150,7 +150,7 @@ async def test_bad_windows_and_pages_are_validation_errors(erl, cookie) -> None:
 async def test_rest_serves_the_window_and_not_a_process_called_window(erl, cookie) -> None:
     async with Arsenal(cookie=cookie) as service:
         await service.attach(erl.name, reconnect=False)
-        transport = httpx.ASGITransport(app=create_app(service), raise_app_exceptions=False)
+        transport = httpx.ASGITransport(app=create_app(service, auth=False), raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://arsenal.test") as client:
             response = await client.get(
                 "/api/v1/processes/window",

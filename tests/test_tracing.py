@@ -385,7 +385,7 @@ async def test_another_tracer_is_not_robbed(erl, cookie) -> None:
 
 async def test_rest_websocket_and_export(erl, cookie) -> None:
     service = await _service(erl.name, cookie)
-    app = create_app(service)
+    app = create_app(service, auth=False)
     transport = ASGIWebSocketTransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://arsenal.test") as client:

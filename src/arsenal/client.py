@@ -18,6 +18,7 @@ from typing import Any
 from .beam import Node, NodePool
 from .ops.base import Operation, Principal, Result, Services
 from .ops.registry import registry
+from .security.context import current_principal
 
 __all__ = ["Arsenal", "NodeClient"]
 
@@ -29,6 +30,9 @@ class Arsenal:
         self, *, cookie: str | None = None, principal: Principal | None = None, home: Path | None = None
     ) -> None:
         registry.discover()
+        from .security import install
+
+        install(registry)
         self.pool = NodePool(cookie=cookie)
         self.registry = registry
         self.principal = principal or Principal()
@@ -50,15 +54,17 @@ class Arsenal:
         node: str | None = None,
         timeout: float | None = None,
         correlation_id: str | None = None,
+        principal: Principal | None = None,
     ) -> Result:
         """Run any operation by name, through the whole pipeline (``timeout`` overrides the operation's;
-        ``correlation_id`` names the call in audit and telemetry events, fresh by default)."""
+        ``correlation_id`` names the call in audit and telemetry events, fresh by default;
+        ``principal``, who is calling, defaults to this Arsenal's — the API passes the request's key)."""
         return await self.registry.run(
             operation,
             params,
             pool=self.pool,
             node=node,
-            principal=self.principal,
+            principal=principal or current_principal() or self.principal,
             timeout=timeout,
             correlation_id=correlation_id,
             services=self.services,

@@ -73,8 +73,13 @@ There is no authentication yet: serve it on loopback only.
 """
 
 
-def create_app(service: Arsenal) -> FastAPI:
-    """The API for ``service``'s attached nodes and registry. Route conflicts raise at once."""
+def create_app(service: Arsenal, *, auth: bool = True, rate_limit: float = 200.0) -> FastAPI:
+    """The API for ``service``'s attached nodes and registry. Route conflicts raise at once.
+
+    ``auth`` (the default) makes every request show an API key of ``service``'s store; without
+    it every request runs as ``service``'s own principal — for an API embedded behind its own
+    authentication, and for tests of everything but authentication. ``rate_limit``: requests a
+    second per key."""
     service.registry.discover()
     operations = service.registry.all()
     planned = plan_routes(operations)
@@ -101,6 +106,12 @@ def create_app(service: Arsenal) -> FastAPI:
     _add_batch(app, service)
     _add_trace_export(app, service)
 
+    # Issue 7 (metrics helper): GET /metrics, Prometheus text (see api/metrics.py).
+    from .metrics import add_metrics_route
+
+    add_metrics_route(app, service)
+    _add_audit_export(app, service)
+
     from .debug import add_debug_websocket
     from .repl import add_repl_websocket
     from .ws import add_websocket
@@ -114,6 +125,15 @@ def create_app(service: Arsenal) -> FastAPI:
         return get_swagger_ui_html(openapi_url=f"{API_PREFIX}/openapi.json", title="Arsenal API")
 
     _install_openapi(app, schemas)
+    if auth:
+        from ..security.keys import KeyStore
+        from .auth import AuthMiddleware, RateLimiter
+
+        app.add_middleware(
+            AuthMiddleware,
+            keys=KeyStore(service.services.store),
+            limiter=RateLimiter(rate_limit, int(rate_limit * 2)),
+        )
     app.add_middleware(CorrelationMiddleware)
     return app
 
@@ -405,6 +425,36 @@ def _add_batch(app: FastAPI, service: Arsenal) -> None:
 
 
 # ---------------------------------------------------------------------- trace export
+
+
+def _add_audit_export(app: FastAPI, service: Arsenal) -> None:
+    extra = {
+        "responses": {
+            "200": {
+                "description": "Every audit entry as one JSON object per line, oldest first.",
+                "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+            },
+            **error_responses(),
+        },
+    }
+
+    @app.get(
+        f"{API_PREFIX}/audit/export",
+        operation_id="export_audit",
+        summary="The whole audit trail as JSON lines (admins).",
+        tags=["security"],
+        openapi_extra=extra,
+    )
+    async def export_audit(request: Request) -> Response:
+        from ..security.audit import AuditLog
+        from ..security.context import current_principal
+
+        principal = current_principal() or service.principal
+        if principal.role != "admin":
+            error = OperationError(ErrorCode.forbidden, "exporting the audit trail needs an admin key")
+            return error_response(error, {"operation": "export_audit"})
+        log = AuditLog(service.services.store)
+        return StreamingResponse(iterate_in_threadpool(log.export()), media_type="application/x-ndjson")
 
 
 def _add_trace_export(app: FastAPI, service: Arsenal) -> None:

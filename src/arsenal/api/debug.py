@@ -31,6 +31,7 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from ..ops.debugger import DEFAULT_HOLD_MS, DebugSession, HistoryEntry
 from ..ops.errors import ErrorCode, OperationError, as_operation_error
+from ..security.context import current_principal
 from .envelope import error_object
 
 if TYPE_CHECKING:
@@ -53,10 +54,13 @@ def add_debug_websocket(app: FastAPI, service: Arsenal) -> None:
     ) -> None:
         await websocket.accept()
         try:
+            principal = current_principal() or service.principal
+            if principal.role not in ("operator", "admin"):
+                raise OperationError(
+                    ErrorCode.forbidden, "the debugger holds processes: it needs an operator or admin key"
+                )
             beam = service.pool.get(node)
-            session = await DebugSession.start(
-                beam, pid, principal=service.principal, force=force, hold_ms=hold_ms
-            )
+            session = await DebugSession.start(beam, pid, principal=principal, force=force, hold_ms=hold_ms)
         except Exception as exc:
             await _send(websocket, {"type": "error", "errors": [error_object(as_operation_error(exc))]})
             await websocket.close(code=1008)

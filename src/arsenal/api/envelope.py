@@ -21,6 +21,7 @@ __all__ = ["ErrorEnvelope", "ErrorObject", "error_response", "success_response"]
 
 TITLES = {
     ErrorCode.validation_error: "Invalid request",
+    ErrorCode.unauthorized: "Unauthorized",
     ErrorCode.not_found: "Not found",
     ErrorCode.node_down: "Node down",
     ErrorCode.timeout: "Timed out",

@@ -24,6 +24,7 @@ from ..ops.errors import ErrorCode, OperationError
 from ..ops.sandboxes import _error as sandbox_error
 from ..sandbox.manager import SandboxError, SandboxManager
 from ..sandbox.repl import Repl
+from ..security.context import current_principal
 from .envelope import error_object
 
 if TYPE_CHECKING:
@@ -38,6 +39,14 @@ def add_repl_websocket(app: FastAPI, service: Arsenal) -> None:
     @app.websocket("/api/v1/sandboxes/{sandbox_id}/repl")
     async def repl(websocket: WebSocket, sandbox_id: str) -> None:
         await websocket.accept()
+        principal = current_principal() or service.principal
+        if principal.role not in ("operator", "admin"):
+            error = OperationError(
+                ErrorCode.forbidden, "the REPL runs code: it needs an operator or admin key"
+            )
+            await _send(websocket, {"type": "error", "errors": [error_object(error)]})
+            await websocket.close(code=1008)
+            return
         manager = service.services.get(SandboxManager)
         try:
             session = await Repl(manager, sandbox_id).start()

@@ -7,6 +7,7 @@ Client messages (JSON objects)::
     {"subscribe": "supervisor:my_sup"}        # needs a supervisor-children operation in the registry
     {"subscribe": "trace:0123456789ab"}       # a running trace session's events, then its end
     {"subscribe": "intercept:0123456789ab"}   # what a running interception's rules did, then its end
+    {"subscribe": "alerts"}                   # alerts as they fire: {"type": "alert", "channel", "data"}
     {"unsubscribe": "system:metrics"}
 
 Server messages: ``{"type": "subscribed"|"unsubscribed", "channel"}``, ``{"type": "update",
@@ -156,6 +157,12 @@ class _Socket:
                 )
             watcher = manager.watch(target)
             return lambda: self._trace(channel, manager, target, watcher)
+        # --- issue 7 (analytics helper): the alerts channel ---
+        if channel == "alerts":
+            from ..analytics import AlertEvaluator
+
+            alert_watcher = self.service.services.get(AlertEvaluator).watch()
+            return lambda: self._alerts(channel, alert_watcher)
         if kind == "intercept" and target:
             interceptions = self.service.services.get(InterceptionManager)
             intercept_watcher = interceptions.watch(target)
@@ -283,6 +290,18 @@ class _Socket:
             await self.send({"type": "intercept_end", "channel": channel, "data": end})
         finally:
             manager.unwatch(interception_id, watcher)
+
+    async def _alerts(self, channel: str, watcher: Any) -> None:
+        """Push each alert as it fires: ``{"type": "alert", "channel": "alerts", "data": alert}``."""
+        from ..analytics import AlertEvaluator
+
+        try:
+            while True:
+                alert = await watcher.queue.get()
+                data = {**alert, "dropped": watcher.dropped}
+                await self.send({"type": "alert", "channel": channel, "data": data})
+        finally:
+            self.service.services.get(AlertEvaluator).unwatch(watcher)
 
     async def _exited(self, channel: str, data: dict[str, Any]) -> None:
         self.tasks.pop(channel, None)

@@ -314,12 +314,30 @@ def demo(
     if serve:
         from .commands.serve import serve_nodes
 
+        key = _demo_key()
         console.print(
             f"\n[bold]Arsenal's API[/bold] is at http://127.0.0.1:{port}/api/v1 (interactive docs: "
-            f"http://127.0.0.1:{port}/api/v1/docs). There is no login yet: it listens on loopback only. "
-            "Ctrl-C stops Arsenal; the demo node keeps running."
+            f"http://127.0.0.1:{port}/api/v1/docs). Every request needs an API key; this admin key was "
+            "made for the demo and is shown only now:\n"
+            f"  {key}\n"
+            f"  curl -H 'Authorization: Bearer {key}' http://127.0.0.1:{port}/api/v1/processes?limit=5\n"
+            "More keys: arsenal keys create --role viewer. Ctrl-C stops Arsenal; the demo node keeps "
+            "running.",
+            highlight=False,
         )
         serve_nodes([name], cookie=None, host="127.0.0.1", port=port, read_only=False, timeout=10.0)
+
+
+def _demo_key() -> str:
+    """A fresh admin key for this demo run (its text is printed once, only its hash is kept)."""
+    from ..security.keys import KeyStore
+    from ..store import Store
+
+    store = Store()
+    try:
+        return KeyStore(store).create("admin", name="demo")[1]
+    finally:
+        store.close()
 
 
 def _run_sync(job: Callable[[], T]) -> T:

@@ -48,11 +48,15 @@ class Result(BaseModel):
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling. The security issue gives it keys and roles; until then everyone is ``local``."""
+    """Who is calling: over HTTP, the API key's name, role and grants; in-process (the Python API,
+    the CLI on this machine) ``local`` with the admin role, as whoever can run Arsenal's code can
+    do anything it does anyway."""
 
     name: str = "local"
     role: str = "admin"
     key_id: str | None = None
+    nodes: tuple[str, ...] | None = None
+    operations: tuple[str, ...] | None = None
 
 
 S = TypeVar("S")

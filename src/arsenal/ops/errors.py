@@ -37,6 +37,7 @@ class ErrorCode(StrEnum):
     """Every way an operation can fail. The value is the code; :attr:`status` the HTTP status."""
 
     validation_error = "validation_error"
+    unauthorized = "unauthorized"
     not_found = "not_found"
     node_down = "node_down"
     timeout = "timeout"
@@ -55,6 +56,7 @@ class ErrorCode(StrEnum):
 
 
 _STATUS = {
+    ErrorCode.unauthorized: 401,
     ErrorCode.validation_error: 422,
     ErrorCode.not_found: 404,
     ErrorCode.node_down: 503,

@@ -72,7 +72,10 @@ def _fail(raw: Term, pid: str, node: Node, doing: str) -> None:
     if reason == Atom("gone"):
         raise OperationError(ErrorCode.not_found, f"{pid} is not alive on {node.name}")
     if reason == Atom("timeout"):
-        raise OperationError(ErrorCode.timeout, f"{pid} did not answer in time while {doing}; it may be busy")
+        raise OperationError(
+            ErrorCode.timeout,
+            f"{pid} did not answer in time ({doing} {pid}); it may be busy or not answer calls",
+        )
     raise OperationError(
         ErrorCode.remote_error,
         f"{doing} {pid} failed on {node.name}: {render(reason, node.language, max_items=20)}",

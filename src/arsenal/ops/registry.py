@@ -14,7 +14,7 @@ import pkgutil
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel
@@ -39,6 +39,8 @@ class AuditEvent:
     outcome: str | None = None
     error_code: str | None = None
     duration_ms: float | None = None
+    # The Arsenal's services (its store) the event belongs to; not part of the record itself.
+    services: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,6 @@ class Registry:
         ctx: Context | None = None
         audited: AuditEvent | None = None
         try:
-            validated = _validate(operation, params)
             ctx = Context(
                 pool=pool,
                 node=pool.get(node) if operation.needs_node else _optional_node(pool, node),
@@ -129,8 +130,18 @@ class Registry:
                 correlation_id=correlation_id,
                 services=services if services is not None else Services(),
             )
-            _refuse_writes_to_read_only(operation, ctx)
-            await self._authorize(operation, ctx, validated)
+            # Who may run it is checked before the parameters are: a caller without the right
+            # gets 403 whatever they sent; then the parameters (force...) are checked too.
+            validated: Params | None = None
+            try:
+                _refuse_writes_to_read_only(operation, ctx)
+                await self._authorize(operation, ctx, None)
+                validated = _validate(operation, params)
+                await self._authorize(operation, ctx, validated)
+            except OperationError as refused:
+                if refused.code in (ErrorCode.forbidden, ErrorCode.read_only):
+                    await self._audit_refused(operation, ctx, validated or params, refused)
+                raise
             audited = await self._audit_before(operation, ctx, validated)
             async with asyncio.timeout(timeout or operation.timeout):
                 result = await operation().execute(ctx, validated)
@@ -143,25 +154,43 @@ class Registry:
         await self._finish(operation, ctx, audited, started, None, correlation_id)
         return result
 
-    async def _authorize(self, operation: type[Operation[Any, Any]], ctx: Context, params: Params) -> None:
+    async def _authorize(
+        self, operation: type[Operation[Any, Any]], ctx: Context, params: Params | None
+    ) -> None:
+        """Every authorizer, once before the parameters are validated (``params`` None) and once after."""
         for authorize in self.authorizers:
             outcome = authorize(operation, ctx, params)
             if outcome is not None:
                 await outcome
+
+    async def _audit_refused(
+        self, operation: type[Operation[Any, Any]], ctx: Context, params: Any, refused: OperationError
+    ) -> None:
+        """A write the caller was not allowed is on record too (who tried what, and why not)."""
+        if operation.severity.value == "read" or not self.auditors:
+            return
+        event = self._event(operation, ctx, params)
+        await _notify(self.auditors, replace(event, outcome="refused", error_code=refused.code.value))
+
+    def _event(self, operation: type[Operation[Any, Any]], ctx: Context, params: Any) -> AuditEvent:
+        if isinstance(params, BaseModel):
+            params = params.model_dump(mode="json")
+        return AuditEvent(
+            operation=operation.name,
+            severity=operation.severity.value,
+            node=ctx.node.name if ctx.node else None,
+            principal=ctx.principal,
+            params=params if isinstance(params, dict) else {"$raw": str(params)[:1000]},
+            correlation_id=ctx.correlation_id,
+            services=ctx.services,
+        )
 
     async def _audit_before(
         self, operation: type[Operation[Any, Any]], ctx: Context, params: Params
     ) -> AuditEvent | None:
         if operation.severity.value == "read" or not self.auditors:
             return None
-        event = AuditEvent(
-            operation=operation.name,
-            severity=operation.severity.value,
-            node=ctx.node.name if ctx.node else None,
-            principal=ctx.principal,
-            params=params.model_dump(mode="json"),
-            correlation_id=ctx.correlation_id,
-        )
+        event = self._event(operation, ctx, params)
         await _notify(self.auditors, event)
         return event
 
@@ -177,13 +206,8 @@ class Registry:
         duration = (time.perf_counter() - started) * 1000
         code = error.code.value if error else None
         if audited is not None:
-            after = AuditEvent(
-                **{
-                    **audited.__dict__,
-                    "outcome": "error" if error else "ok",
-                    "error_code": code,
-                    "duration_ms": duration,
-                }
+            after = replace(
+                audited, outcome="error" if error else "ok", error_code=code, duration_ms=duration
             )
             await _notify(self.auditors, after)
         node = ctx.node.name if ctx and ctx.node else None

@@ -113,6 +113,66 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX recordings_started ON recordings (started_at);
     """,
+    # 4: API keys, the audit trail, supervisors' restart history, alerts.
+    """
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        grants TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL,
+        last_used_at REAL
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        correlation_id TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        time REAL NOT NULL,
+        principal TEXT,
+        key_id TEXT,
+        role TEXT,
+        operation TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        node TEXT,
+        params TEXT NOT NULL,
+        outcome TEXT,
+        error_code TEXT,
+        duration_ms REAL
+    );
+    CREATE INDEX audit_time ON audit (time);
+    CREATE INDEX audit_correlation ON audit (correlation_id);
+    CREATE TABLE supervisor_restarts (
+        id INTEGER PRIMARY KEY,
+        node TEXT NOT NULL,
+        supervisor TEXT NOT NULL,
+        child_id TEXT NOT NULL,
+        event TEXT NOT NULL,
+        reason TEXT,
+        pid TEXT,
+        time REAL NOT NULL
+    );
+    CREATE INDEX supervisor_restarts_sup ON supervisor_restarts (node, supervisor, time);
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        rule TEXT NOT NULL,
+        node TEXT,
+        metric TEXT NOT NULL,
+        value REAL,
+        threshold REAL,
+        message TEXT NOT NULL,
+        fired_at REAL NOT NULL,
+        acknowledged_at REAL,
+        acknowledged_by TEXT
+    );
+    CREATE INDEX alerts_fired ON alerts (fired_at);
+    CREATE TABLE alert_rules (
+        id TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    """,
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 from typing import Annotated
 
@@ -33,27 +34,44 @@ def serve(
         ),
     ] = None,
     cookie: CookieOption = None,
-    host: Annotated[str, typer.Option(help="Address to bind (loopback only).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to bind (non-loopback needs --tls-cert/--tls-key).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 4000,
     read_only: Annotated[
         bool, typer.Option("--read-only", help="Attach every node read-only: no write reaches them.")
     ] = False,
+    rate_limit: Annotated[float, typer.Option(min=1, help="Requests a second per API key.")] = 200.0,
+    tls_cert: Annotated[str | None, typer.Option(help="PEM certificate: serve HTTPS.")] = None,
+    tls_key: Annotated[str | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
     unsafe_bind_all: Annotated[
         bool,
         typer.Option(
-            "--unsafe-bind-all",
-            help="Allow a non-loopback --host (the API has no authentication yet).",
+            "--unsafe-bind-all", help="Allow a non-loopback --host without TLS (keys travel in clear)."
         ),
     ] = False,
     demo: Annotated[bool, typer.Option("--demo", help="Start the bundled demo node and serve it.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each node.")] = 10.0,
+    sample_interval: Annotated[
+        float,
+        typer.Option(min=0.1, help="Seconds between two samples of each node's vital signs (GET /metrics)."),
+    ] = 10.0,
+    log_format: Annotated[
+        str, typer.Option(help="text, or json: one JSON object per line on stderr, with correlation ids.")
+    ] = "text",
 ) -> None:
     """Serve the REST + WebSocket API (/api/v1/...) for the attached nodes."""
-    if not _is_loopback(host) and not unsafe_bind_all:
+    if log_format not in ("text", "json"):
+        errors.print(f"[red]error:[/red] --log-format {log_format}: use text or json", highlight=False)
+        raise typer.Exit(2)
+    if (tls_cert is None) != (tls_key is None):
+        errors.print("[red]error:[/red] give both --tls-cert and --tls-key, or neither")
+        raise typer.Exit(2)
+    if not _is_loopback(host) and tls_cert is None and not unsafe_bind_all:
         errors.print(
-            f"[red]error:[/red] refusing to bind {host}: the API has no authentication yet, so anyone who "
-            "can reach the port could operate your nodes. Use a loopback address (the default 127.0.0.1), "
-            "or pass --unsafe-bind-all if you really mean it",
+            f"[red]error:[/red] refusing to bind {host} without TLS: API keys would cross the network in "
+            "clear text. Give --tls-cert and --tls-key, use a loopback address (the default 127.0.0.1), "
+            "or pass --unsafe-bind-all if a TLS proxy is in front",
             highlight=False,
         )
         raise typer.Exit(2)
@@ -72,19 +90,50 @@ def serve(
         errors.print("[red]error:[/red] say which node(s) to serve: --node name@host (repeatable), or --demo")
         raise typer.Exit(2)
 
-    errors.print(
-        "[yellow]warning:[/yellow] the Arsenal API has no authentication yet: anyone who can reach "
-        f"{host}:{port} can run every operation on {', '.join(names)}"
-        + (" (read-only)" if read_only else "")
-        + ". Keep it on loopback.",
-        highlight=False,
+    _key_hint()
+    serve_nodes(
+        names,
+        cookie=cookie,
+        host=host,
+        port=port,
+        read_only=read_only,
+        timeout=timeout,
+        tls=(tls_cert, tls_key),
+        sample_interval=sample_interval,
+        log_format=log_format,
+        rate_limit=rate_limit,
     )
 
-    serve_nodes(names, cookie=cookie, host=host, port=port, read_only=read_only, timeout=timeout)
+
+def _key_hint() -> None:
+    """Every request needs an API key: say how to get one when there is none yet."""
+    from ...security.keys import KeyStore
+    from ...store import Store
+
+    store = Store()
+    try:
+        if KeyStore(store).count_active() == 0:
+            errors.print(
+                "[yellow]note:[/yellow] every request needs an API key and there is none yet: "
+                "create one with `arsenal keys create --role admin` (it works at once)",
+                highlight=False,
+            )
+    finally:
+        store.close()
 
 
 def serve_nodes(
-    names: list[str], *, cookie: str | None, host: str, port: int, read_only: bool, timeout: float
+    names: list[str],
+    *,
+    cookie: str | None,
+    host: str,
+    port: int,
+    read_only: bool,
+    timeout: float,
+    tls: tuple[str | None, str | None] = (None, None),
+    sample_interval: float = 10.0,
+    log_format: str = "text",
+    rate_limit: float = 200.0,
 ) -> None:
     """Attach ``names`` and serve the API until interrupted (also used by ``arsenal demo``)."""
 
@@ -93,17 +142,34 @@ def serve_nodes(
 
         from ...api import create_app
         from ...client import Arsenal
+        from ...telemetry import NodeSampler, configure_logging
 
+        if log_format == "json":  # before attaching, so that every line from here on is JSON
+            configure_logging(log_format, logging.getLogger().getEffectiveLevel())
         async with Arsenal(cookie=cookie) as service:
             for name in names:
                 await service.attach(name, timeout=timeout, read_only=read_only)
             from ...sandbox.manager import SandboxManager
 
             restarted = await service.services.get(SandboxManager).start_persistent()
+            # --- issue 7 (analytics helper): record supervisor restarts, evaluate alert rules ---
+            from ...ops.analytics import start_recording
+
+            await start_recording(service.services, service.pool.nodes)
             if restarted:
                 errors.print(f"started persistent sandboxes: {', '.join(restarted)}", highlight=False)
-            api = create_app(service)
-            config = uvicorn.Config(api, host=host, port=port, log_level="warning", lifespan="off")
+            service.services.get(NodeSampler).start(service.pool, sample_interval)
+            api = create_app(service, rate_limit=rate_limit)
+            config = uvicorn.Config(
+                api,
+                host=host,
+                port=port,
+                log_level="warning",
+                log_config=None if log_format == "json" else uvicorn.config.LOGGING_CONFIG,
+                lifespan="off",
+                ssl_certfile=tls[0],
+                ssl_keyfile=tls[1],
+            )
             server = uvicorn.Server(config)
             errors.print(
                 f"serving {', '.join(n.name for n in service.pool.nodes)} on http://{host}:{port}/api/v1 "
