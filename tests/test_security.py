@@ -77,7 +77,14 @@ async def test_missing_wrong_and_revoked_keys_get_401(api: Api) -> None:
     assert revoked.status_code == 401 and "revoked" in revoked.json()["errors"][0]["detail"]
     assert text not in revoked.text and key.id not in missing.text
     # The OpenAPI document itself is public: it holds no data and does nothing.
-    assert (await api.client.get("/api/v1/openapi.json")).status_code == 200
+    public = await api.client.get("/api/v1/openapi.json")
+    assert public.status_code == 200
+    for answer in (public, missing):
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert (
+            answer.headers["x-frame-options"] == "DENY"
+            and "access-control-allow-origin" not in answer.headers
+        )
 
 
 async def test_a_viewer_trying_every_write_route_gets_403_and_each_is_audited(api: Api) -> None:
@@ -110,6 +117,13 @@ async def test_roles_grants_and_force(api: Api, erl: BeamNode, elixir: BeamNode)
         "/api/v1/processes/code_server/suspend", headers=operator, json={"force": True}
     )
     assert forced.status_code == 403 and "force=true needs an admin" in forced.json()["errors"][0]["detail"]
+
+    # A looser sandbox policy could hand out a shell on Arsenal's host: admins only.
+    loose = {"sandbox_id": "loose", "policy": {"dynamic_calls": "allow"}}
+    refused = await api.client.post("/api/v1/sandboxes", headers=operator, json=loose)
+    assert refused.status_code == 403 and "policy" in refused.json()["errors"][0]["detail"]
+    relaxed = await api.client.put("/api/v1/sandboxes/any/policy", headers=operator, json={"policy": {}})
+    assert relaxed.status_code == 403
 
     only_list = api.key("viewer", operations=["list_processes"])
     assert (await api.client.get("/api/v1/processes?limit=1", headers=only_list)).status_code == 200

@@ -134,6 +134,9 @@ def create_app(service: Arsenal, *, auth: bool = True, rate_limit: float = 200.0
             keys=KeyStore(service.services.store),
             limiter=RateLimiter(rate_limit, int(rate_limit * 2)),
         )
+    from .headers import SecurityHeadersMiddleware
+
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(CorrelationMiddleware)
     return app
 

@@ -223,6 +223,7 @@ class CreateSandbox(Operation[CreateSandboxParams, SandboxSummary]):
     example = {"sandbox_id": "pool", "template": "worker_pool", "limits": {"lifetime_s": 600}}
 
     async def execute(self, ctx: Context, params: CreateSandboxParams) -> SandboxSummary:
+        _policy_needs_admin(ctx, params.policy)
         source = params.source
         if params.path is not None:
             if ctx.principal.role != "admin":
@@ -458,7 +459,8 @@ class SandboxSecurityPolicy(Operation[PolicyParams, PolicyResult]):
     )
     params = PolicyParams
     result = PolicyResult
-    severity = Severity.write
+    # Loosening what sandbox code may call can hand out a shell on Arsenal's host: admins only.
+    severity = Severity.destructive
     method = "PUT"
     path = "/api/v1/sandboxes/{sandbox_id}/policy"
     needs_node = False
@@ -537,6 +539,16 @@ def _is_undef(exc: RpcError, module: str, function: str) -> bool:
         and top[0] == Atom(module)
         and top[1] == Atom(function)
     )
+
+
+def _policy_needs_admin(ctx: Context, policy: SecurityPolicy) -> None:
+    """Only an admin may give a sandbox another policy than the default: a looser one could let its
+    code run OS commands as Arsenal's user."""
+    if policy != SecurityPolicy() and ctx.principal.role != "admin":
+        raise OperationError(
+            ErrorCode.forbidden,
+            "a security policy other than the default needs an admin key; leave `policy` out",
+        )
 
 
 def _check_policy(policy: SecurityPolicy, module: str, function: str, arity: int) -> None:
@@ -1003,6 +1015,7 @@ class GenerateApplication(Operation[GenerateParams, GeneratedApp]):
     }
 
     async def execute(self, ctx: Context, params: GenerateParams) -> GeneratedApp:
+        _policy_needs_admin(ctx, params.policy)
         manager = _manager(ctx)
         files = render_project(params.app)
         project = manager.home / "projects" / params.sandbox_id / params.app.name
