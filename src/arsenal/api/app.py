@@ -16,7 +16,9 @@ registered name.
 from __future__ import annotations
 
 import json
+import re
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -430,70 +432,91 @@ def _add_batch(app: FastAPI, service: Arsenal) -> None:
 # ---------------------------------------------------------------------- trace export
 
 
-def _add_audit_export(app: FastAPI, service: Arsenal) -> None:
-    extra = {
+def _add_ndjson_route(
+    app: FastAPI,
+    path: str,
+    *,
+    operation_id: str,
+    summary: str,
+    tag: str,
+    description: str,
+    lines: Callable[[Request], Iterator[str] | OperationError],
+    filename: Callable[[Request], str],
+) -> None:
+    """A GET route that streams JSON lines (an export); ``lines`` may refuse with an error instead."""
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"{(\w+)}", path)
+    ]
+    extra: dict[str, Any] = {
         "responses": {
             "200": {
-                "description": "Every audit entry as one JSON object per line, oldest first.",
+                "description": description,
                 "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
             },
             **error_responses(),
         },
     }
+    if parameters:
+        extra["parameters"] = parameters
 
     @app.get(
-        f"{API_PREFIX}/audit/export",
+        f"{API_PREFIX}{path}", operation_id=operation_id, summary=summary, tags=[tag], openapi_extra=extra
+    )
+    async def export(request: Request) -> Response:
+        found = lines(request)
+        if isinstance(found, OperationError):
+            return error_response(found, {"operation": operation_id})
+        return StreamingResponse(
+            iterate_in_threadpool(found),
+            media_type="application/x-ndjson",
+            headers={"Content-Disposition": f'attachment; filename="{filename(request)}"'},
+        )
+
+
+def _add_audit_export(app: FastAPI, service: Arsenal) -> None:
+    from ..security.audit import AuditLog
+    from ..security.context import current_principal
+
+    def lines(request: Request) -> Iterator[str] | OperationError:
+        if (current_principal() or service.principal).role != "admin":
+            return OperationError(ErrorCode.forbidden, "exporting the audit trail needs an admin key")
+        return AuditLog(service.services.store).export()
+
+    _add_ndjson_route(
+        app,
+        "/audit/export",
         operation_id="export_audit",
         summary="The whole audit trail as JSON lines (admins).",
-        tags=["security"],
-        openapi_extra=extra,
+        tag="security",
+        description="Every audit entry as one JSON object per line, oldest first.",
+        lines=lines,
+        filename=lambda _request: "audit.jsonl",
     )
-    async def export_audit(request: Request) -> Response:
-        from ..security.audit import AuditLog
-        from ..security.context import current_principal
-
-        principal = current_principal() or service.principal
-        if principal.role != "admin":
-            error = OperationError(ErrorCode.forbidden, "exporting the audit trail needs an admin key")
-            return error_response(error, {"operation": "export_audit"})
-        log = AuditLog(service.services.store)
-        return StreamingResponse(iterate_in_threadpool(log.export()), media_type="application/x-ndjson")
 
 
 def _add_trace_export(app: FastAPI, service: Arsenal) -> None:
-    extra = {
-        "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
-        "responses": {
-            "200": {
-                "description": "One JSON object per line per event, in order (as get_trace_results serves).",
-                "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
-            },
-            **error_responses(),
-        },
-    }
+    from ..ops.trace_sessions import TraceManager
 
-    @app.get(
-        f"{API_PREFIX}/traces/{{id}}/export",
-        operation_id="export_trace",
-        summary="A stored trace session's events as JSON lines (streamed).",
-        tags=["tracing"],
-        openapi_extra=extra,
-    )
-    async def export_trace(request: Request) -> Response:
-        from ..ops.trace_sessions import TraceManager
-
+    def lines(request: Request) -> Iterator[str] | OperationError:
         trace_id = request.path_params["id"]
         manager = service.services.get(TraceManager)
         if not trace_id.isalnum() or manager.store.get(trace_id) is None:
-            error = OperationError(
+            return OperationError(
                 ErrorCode.not_found, f"no trace session {trace_id}; GET {API_PREFIX}/traces lists them"
             )
-            return error_response(error, {"operation": "export_trace"})
-        return StreamingResponse(
-            iterate_in_threadpool(manager.store.export_lines(trace_id)),
-            media_type="application/x-ndjson",
-            headers={"Content-Disposition": f'attachment; filename="trace-{trace_id}.jsonl"'},
-        )
+        return manager.store.export_lines(trace_id)
+
+    _add_ndjson_route(
+        app,
+        "/traces/{id}/export",
+        operation_id="export_trace",
+        summary="A stored trace session's events as JSON lines (streamed).",
+        tag="tracing",
+        description="One JSON object per line per event, in order (as get_trace_results serves).",
+        lines=lines,
+        filename=lambda request: f"trace-{request.path_params['id']}.jsonl",
+    )
 
 
 # ---------------------------------------------------------------------- errors and OpenAPI
