@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, NoReturn
@@ -88,7 +89,7 @@ ELIXIR_ESCAPES = {**ERLANG_ESCAPES, "a": "\x07", "0": "\0"}
 _PYTHON_PREFIXES = {2: "0b", 8: "0o", 16: "0x"}  # int("0x1f", 16) is 31 in Python, not in Erlang
 
 
-class Lexer:
+class Lexer(ABC):
     """Reads the literals both languages share; a subclass reads the rest.
 
     Subclasses implement :meth:`fail` (raise their own error for a 0-based position) and
@@ -109,14 +110,17 @@ class Lexer:
         self.comment = comment
         self.pos = 0
 
+    @abstractmethod
     def fail(self, message: str, pos: int) -> NoReturn:
-        raise NotImplementedError
+        """Raise the subclass's own error at ``pos`` (each parser reports in its own terms)."""
 
+    @abstractmethod
     def _erlang(self) -> tuple[str, Any]:
-        raise NotImplementedError
+        """One Erlang token at ``self.pos``."""
 
+    @abstractmethod
     def _elixir(self) -> tuple[str, Any]:
-        raise NotImplementedError
+        """One Elixir token at ``self.pos``."""
 
     def _literal(self) -> tuple[str, Any] | None:
         """A number, a ``$a``/``?a`` character or quoted text at ``self.pos``; None if none starts here.
@@ -296,7 +300,7 @@ def _number_value(groups: dict[str, Any]) -> tuple[str, int | float]:
     return "int", int(groups["int"])
 
 
-class TokenCursor:
+class TokenCursor(ABC):
     """A parser's position in a token list, with the helpers every recursive descent here uses.
 
     Subclasses implement :meth:`fail` (raise their own error at a token) and may change
@@ -312,9 +316,9 @@ class TokenCursor:
         self.tokens = tokens
         self.index = 0
 
+    @abstractmethod
     def fail(self, message: str, token: Token | None = None) -> NoReturn:
         """Raise the caller's error about ``token`` (the current one if None)."""
-        raise NotImplementedError
 
     def where(self, pos: int) -> str:
         """A 0-based position as messages name it."""
