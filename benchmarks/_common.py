@@ -9,6 +9,7 @@ the benchmark's process dies without cleaning up.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -108,6 +109,35 @@ def otp_release() -> str:
         check=True,
     )
     return out.stdout.strip()
+
+
+def announce(*details: str) -> str:
+    """Print the line every benchmark starts with (OTP, Python, details, the machine's load);
+    return the OTP release."""
+    otp = otp_release()
+    print(
+        ", ".join(
+            [f"OTP {otp}", f"Python {sys.version.split()[0]}", *details, f"{machine()['loadavg']} load"]
+        )
+    )
+    return otp
+
+
+class BenchArgs(argparse.ArgumentParser):
+    """The options every benchmark has — ``--quick``, ``--json PATH``, ``--rounds N`` (``rounds`` by
+    default, 2 with ``--quick``) — plus the script's own."""
+
+    def __init__(self, doc: str, *, quick: str, rounds: int) -> None:
+        super().__init__(description=doc.split("\n\n")[0])
+        self.full_rounds = rounds
+        self.add_argument("--quick", action="store_true", help=quick)
+        self.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
+        self.add_argument("--rounds", type=int, help=f"measured rounds (default {rounds}, quick 2)")
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        parsed = super().parse_args(args, namespace)
+        parsed.rounds = parsed.rounds or (2 if parsed.quick else self.full_rounds)
+        return parsed
 
 
 # ---------------------------------------------------------------------- statistics and output

@@ -60,11 +60,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import erlang as erlang_py  # erlang-py, the reference pure-Python codec (benchmark-only dependency)
 from _common import (
     ROOT,
+    BenchArgs,
     Sample,
+    announce,
     compiled,
     machine,
     new_cookie,
-    otp_release,
     print_ratio,
     print_table,
     run_erl_eval,
@@ -457,10 +458,7 @@ def report(items: list[Item], args: argparse.Namespace, otp: str, source: str) -
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small corpus, few rounds: proves it runs")
-    parser.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
-    parser.add_argument("--rounds", type=int, help="measured rounds (default 5, quick 2)")
+    parser = BenchArgs(__doc__, quick="small corpus, few rounds: proves it runs", rounds=5)
     parser.add_argument("--min-seconds", type=float, help="time per case and round (default 0.3, quick 0.01)")
     parser.add_argument("--regenerate", action="store_true", help="make a new corpus even if one is cached")
     parser.add_argument("--profile", action="store_true", help="also profile Arsenal's decoder (cProfile)")
@@ -474,15 +472,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="wall: elapsed time (default); cpu: this process's CPU time, steadier on a busy machine",
     )
     args = parser.parse_args(argv)
-    args.rounds = args.rounds or (2 if args.quick else 5)
     args.min_seconds = args.min_seconds or (0.01 if args.quick else 0.3)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    otp = otp_release()
-    print(f"OTP {otp}, Python {sys.version.split()[0]}, {machine()['loadavg']} load")
+    otp = announce()
     corpus, source = load_corpus(args, otp)
     items = [check(name, data) for name, data in corpus.items()]
     for it in items:

@@ -44,13 +44,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     LOG_DIR,
     ROOT,
+    BenchArgs,
     Node,
     Sample,
+    announce,
     compiled,
     machine,
     new_cookie,
     nodes,
-    otp_release,
     print_ratio,
     print_table,
     start_node,
@@ -319,26 +320,19 @@ def _ms(sample: Sample) -> list[float]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="20 000 processes, 2 rounds: proves the script runs"
-    )
-    parser.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
-    parser.add_argument("--rounds", type=int, help="measured rounds (default 5, quick 2)")
+    parser = BenchArgs(__doc__, quick="20 000 processes, 2 rounds: proves the script runs", rounds=5)
     parser.add_argument(
         "--processes", type=int, help="idle processes to spawn (default 1000000, quick 20000)"
     )
     args = parser.parse_args(argv)
-    args.rounds = args.rounds or (2 if args.quick else 5)
     args.processes = args.processes if args.processes is not None else (20_000 if args.quick else 1_000_000)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    otp = otp_release()
     cookie = new_cookie()
-    print(f"OTP {otp}, Python {sys.version.split()[0]}, {machine()['loadavg']} load")
+    otp = announce()
     max_processes = max(2_000_000, args.processes + 100_000)
     with compiled(ERL_MODULE, ERL_SOURCE) as ebin, nodes() as started:
         target = start_big_node("bench_t", cookie, ebin, max_processes)

@@ -41,12 +41,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     HOST,
     ROOT,
+    BenchArgs,
     Node,
     Sample,
+    announce,
     machine,
     new_cookie,
     nodes,
-    otp_release,
     print_ratio,
     print_table,
     start_node,
@@ -262,10 +263,7 @@ def report(res: dict[str, Any], args: argparse.Namespace, otp: str) -> dict[str,
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="300 requests per round, 2 rounds")
-    parser.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
-    parser.add_argument("--rounds", type=int, help="measured rounds (default 3, quick 2)")
+    parser = BenchArgs(__doc__, quick="300 requests per round, 2 rounds", rounds=3)
     parser.add_argument(
         "--requests", type=int, help=f"requests per round, split over {CONCURRENCY} clients (default 5000)"
     )
@@ -276,16 +274,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="HTTP client for the REST side: httpx (default) or a minimal asyncio HTTP/1.1 client",
     )
     args = parser.parse_args(argv)
-    args.rounds = args.rounds or (2 if args.quick else 3)
     args.requests = args.requests or (300 if args.quick else 5000)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    otp = otp_release()
     cookie = new_cookie()
-    print(f"OTP {otp}, Python {sys.version.split()[0]}, host {HOST}, {machine()['loadavg']} load")
+    otp = announce(f"host {HOST}")
     with nodes() as started:
         target = start_demo_node(cookie)
         started.append(target)

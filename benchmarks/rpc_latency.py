@@ -47,12 +47,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
+    BenchArgs,
     Sample,
+    announce,
     compiled,
     machine,
     new_cookie,
     nodes,
-    otp_release,
     print_ratio,
     print_table,
     start_node,
@@ -280,10 +281,7 @@ def report(res: dict, args: argparse.Namespace, loop_name: str, otp: str) -> dic
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny iteration counts: proves the script runs")
-    parser.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
-    parser.add_argument("--rounds", type=int, help="measured rounds (default 7, quick 2)")
+    parser = BenchArgs(__doc__, quick="tiny iteration counts: proves the script runs", rounds=7)
     parser.add_argument("--calls", type=int, help="sequential calls per round (default 5000, quick 100)")
     parser.add_argument(
         "--par-calls", type=int, help=f"calls per throughput round, split over {CONCURRENCY} (default 12800)"
@@ -292,7 +290,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--loop", choices=["asyncio", "uvloop"], default="asyncio", help="Arsenal's event loop"
     )
     args = parser.parse_args(argv)
-    args.rounds = args.rounds or (2 if args.quick else 7)
     args.calls = args.calls or (100 if args.quick else 5000)
     args.par_calls = args.par_calls or (CONCURRENCY * 4 if args.quick else CONCURRENCY * 200)
     return args
@@ -308,9 +305,8 @@ def main(argv: list[str] | None = None) -> int:
             print("uvloop is not installed (it is not a dependency of the project)", file=sys.stderr)
             return 2
         runner = uvloop.run
-    otp = otp_release()
     cookie = new_cookie()
-    print(f"OTP {otp}, Python {sys.version.split()[0]}, Arsenal on {args.loop}, {machine()['loadavg']} load")
+    otp = announce(f"Arsenal on {args.loop}")
     with compiled(ERL_MODULE, ERL_SOURCE) as ebin, nodes() as started:
         target = start_node("bench_t", cookie)
         started.append(target)

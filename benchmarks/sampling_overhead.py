@@ -47,11 +47,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
+    BenchArgs,
     Sample,
+    announce,
     machine,
     new_cookie,
     nodes,
-    otp_release,
     print_ratio,
     print_table,
     start_node,
@@ -213,24 +214,19 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2 s windows, 2 rounds: proves the script runs")
-    parser.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
-    parser.add_argument("--rounds", type=int, help="measured rounds (default 3, quick 2)")
+    parser = BenchArgs(__doc__, quick="2 s windows, 2 rounds: proves the script runs", rounds=3)
     parser.add_argument("--window-s", type=float, help="seconds per window (default 40, quick 2)")
     parser.add_argument("--burst", type=int, help="vitals/0 calls per burst (default 5000, quick 300)")
     args = parser.parse_args(argv)
     args.burst = args.burst or (300 if args.quick else 5000)
-    args.rounds = args.rounds or (2 if args.quick else 3)
     args.window_s = args.window_s or (2.0 if args.quick else 40.0)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    otp = otp_release()
     cookie = new_cookie()
-    print(f"OTP {otp}, Python {sys.version.split()[0]}, {machine()['loadavg']} load")
+    otp = announce()
     with nodes() as started:
         target = start_node("bench_sampled", cookie)
         started.append(target)

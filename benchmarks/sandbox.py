@@ -61,12 +61,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
     LOG_DIR,
+    BenchArgs,
     Sample,
+    announce,
     compiled,
     machine,
     new_cookie,
     nodes,
-    otp_release,
     print_ratio,
     print_table,
     start_node,
@@ -620,15 +621,11 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2 rounds: proves the script runs")
-    parser.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
-    parser.add_argument("--rounds", type=int, help="measured rounds (default 7, quick 2)")
+    parser = BenchArgs(__doc__, quick="2 rounds: proves the script runs", rounds=7)
     parser.add_argument(
         "--processes", type=int, default=100, help="processes running the swapped module (default 100)"
     )
     args = parser.parse_args(argv)
-    args.rounds = args.rounds or (2 if args.quick else 7)
     if not 1 <= args.processes <= 100_000:
         parser.error("--processes is 1 to 100000 (the agent scans at most 100000 processes for a swap)")
     return args
@@ -640,8 +637,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"needs Erlang/OTP and Elixir: {', '.join(missing)} not found", file=sys.stderr)
         return 2
-    otp = otp_release()
-    print(f"OTP {otp}, Python {sys.version.split()[0]}, {machine()['loadavg']} load")
+    otp = announce()
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     with (
         tempfile.TemporaryDirectory(prefix="arsenal-bench-sandbox-") as tmp,

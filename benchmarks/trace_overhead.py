@@ -59,12 +59,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
+    BenchArgs,
     Sample,
+    announce,
     compiled,
     machine,
     new_cookie,
     nodes,
-    otp_release,
     print_ratio,
     print_table,
     write_json,
@@ -344,12 +345,7 @@ def report_safety(rounds: list[dict[str, Any]], args: argparse.Namespace) -> dic
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="short windows, 2 rounds: proves the script runs"
-    )
-    parser.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
-    parser.add_argument("--rounds", type=int, help="measured rounds (default 5, quick 2)")
+    parser = BenchArgs(__doc__, quick="short windows, 2 rounds: proves the script runs", rounds=5)
     parser.add_argument("--window-ms", type=int, help="calls/s window (default 1000, quick 200)")
     parser.add_argument("--callers", type=int, default=1, help="busy callers for the overhead (default 1)")
     parser.add_argument(
@@ -359,7 +355,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--pings", type=int, help="pings before and after each trace (default 1000, quick 100)"
     )
     args = parser.parse_args(argv)
-    args.rounds = args.rounds or (2 if args.quick else 5)
     args.window_ms = args.window_ms or (200 if args.quick else 1000)
     args.pings = args.pings or (100 if args.quick else 1000)
     return args
@@ -367,9 +362,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    otp = otp_release()
     cookie = new_cookie()
-    print(f"OTP {otp}, Python {sys.version.split()[0]}, {machine()['loadavg']} load")
+    otp = announce()
     with compiled(ERL_MODULE, ERL_SOURCE) as ebin, nodes() as started:
         target = start_target(cookie, ebin)
         started.append(target)

@@ -40,13 +40,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
+    BenchArgs,
     Node,
     Sample,
+    announce,
     compiled,
     machine,
     new_cookie,
     nodes,
-    otp_release,
     print_ratio,
     print_table,
     start_node,
@@ -344,14 +345,10 @@ def _row(sample: Sample, *, higher: bool) -> list[float]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="5 000 events, 2 rounds: proves the script runs")
-    parser.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
-    parser.add_argument("--rounds", type=int, help="measured rounds (default 5, quick 2)")
+    parser = BenchArgs(__doc__, quick="5 000 events, 2 rounds: proves the script runs", rounds=5)
     parser.add_argument("--events", type=int, help="events per trace (default 200000, quick 5000)")
     parser.add_argument("--callers", type=int, default=1, help="busy processes calling hot/1 (default 1)")
     args = parser.parse_args(argv)
-    args.rounds = args.rounds or (2 if args.quick else 5)
     args.events = args.events or (5_000 if args.quick else 200_000)
     if not 1 <= args.events <= 1_000_000:
         parser.error("--events is 1 to 1000000 (trace_calls' max_events)")
@@ -360,9 +357,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    otp = otp_release()
     cookie = new_cookie()
-    print(f"OTP {otp}, Python {sys.version.split()[0]}, {machine()['loadavg']} load")
+    otp = announce()
     with compiled(ERL_MODULE, ERL_SOURCE) as ebin, nodes() as started:
         target = start_target(cookie, ebin)
         started.append(target)

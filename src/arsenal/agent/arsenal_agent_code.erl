@@ -626,19 +626,7 @@ limited_processes() ->
 callback_processes(Mod) ->
     case erlang:module_loaded(Mod) of
         false -> [];
-        true -> [P || P <- limited_processes(), P =/= self(), initial_module(P) =:= Mod]
-    end.
-
-initial_module(Pid) ->
-    case erlang:process_info(Pid, dictionary) of
-        {dictionary, Dict} ->
-            case lists:keyfind('$initial_call', 1, Dict) of
-                {_, {supervisor, M, _}} -> M;
-                {_, {supervisor_bridge, M, _}} -> M;
-                {_, {M, _, _}} -> M;
-                _ -> undefined
-            end;
-        _ -> undefined
+        true -> [P || P <- limited_processes(), P =/= self(), arsenal_agent_proc:callback_module(P) =:= Mod]
     end.
 
 suspend_all(Pids) ->

@@ -16,7 +16,8 @@
 -module(arsenal_agent_proc).
 
 -export([decode/1, send_message/4, kill/3, suspend/1, resume/1, garbage_collect/1,
-         messages/3, get_state/2, start/4, start_under/5, restart/3, await_exit/2]).
+         messages/3, get_state/2, start/4, start_under/5, restart/3, await_exit/2,
+         answers_sys/1, callback_module/1]).
 
 -define(ATOM_MARK, '$arsenal_atom').
 -define(ETF_MARK, '$arsenal_etf').
@@ -321,6 +322,9 @@ get_state(Target, TimeoutMs) ->
 
 -define(GEN_MODULES, [gen_server, gen_statem, gen_event, gen_fsm, gen, sys, proc_lib, supervisor]).
 
+%% @doc Whether Pid answers system messages (sys:get_state, sys:replace_state,
+%% sys:install...): it is in a gen loop, or proc_lib started it. Cost: one process_info.
+-spec answers_sys(pid()) -> boolean().
 answers_sys(Pid) ->
     case erlang:process_info(Pid, [initial_call, current_function, dictionary]) of
         undefined ->
@@ -331,6 +335,22 @@ answers_sys(Pid) ->
                         andalso lists:keymember('$initial_call', 1, Dict));
         _ ->
             false
+    end.
+
+%% @doc The callback module proc_lib recorded for Pid (the module of a
+%% gen_server, gen_statem, gen_event manager; a supervisor's own module), or
+%% undefined. Read from the dictionary: nothing is sent to the process.
+-spec callback_module(pid()) -> module() | undefined.
+callback_module(Pid) ->
+    case erlang:process_info(Pid, dictionary) of
+        {dictionary, Dict} ->
+            case lists:keyfind('$initial_call', 1, Dict) of
+                {_, {supervisor, M, _}} -> M;
+                {_, {supervisor_bridge, M, _}} -> M;
+                {_, {M, _, _}} -> M;
+                _ -> undefined
+            end;
+        _ -> undefined
     end.
 
 behaviour(Pid) ->

@@ -265,7 +265,7 @@ start_child({missing, Name}, _, _, _, _) ->
 start_child(Sup, Mod, Args, Id, Restart) ->
     Child = #{id => Id, start => {Mod, start_link, [Args]}, restart => Restart, type => worker,
               shutdown => 5000, modules => [Mod]},
-    Result = case initial_module(Sup) of
+    Result = case arsenal_agent_proc:callback_module(Sup) of
                  'Elixir.DynamicSupervisor' -> 'Elixir.DynamicSupervisor':start_child(Sup, Child);
                  _ -> catch supervisor:start_child(Sup, Child)
              end,
@@ -273,16 +273,6 @@ start_child(Sup, Mod, Args, Id, Restart) ->
         {ok, Pid} when is_pid(Pid) -> {ok, #{pid => Pid, supervisor => Sup, child_spec => Child}};
         {ok, Pid, _} when is_pid(Pid) -> {ok, #{pid => Pid, supervisor => Sup, child_spec => Child}};
         Other -> {error, #{stage => start, message => short("the worker did not start", Other)}}
-    end.
-
-initial_module(Pid) ->
-    case erlang:process_info(Pid, dictionary) of
-        {dictionary, D} ->
-            case lists:keyfind('$initial_call', 1, D) of
-                {_, {M, _, _}} -> M;
-                _ -> undefined
-            end;
-        _ -> undefined
     end.
 
 dynamic_workers() ->

@@ -15,8 +15,6 @@
 
 -export([capture/2, replace/4, ets_capture/2, ets_restore/2]).
 
--define(GEN_MODULES, [gen_server, gen_statem, gen_event, gen_fsm, gen, sys, proc_lib, supervisor]).
-
 %% @doc The state of Target and its facts. MaxBytes bounds the state's
 %% external size. Cost: one system message; the state is copied once.
 -spec capture(binary(), map()) -> {ok, map()} | {error, term()}.
@@ -27,7 +25,7 @@ capture(Target, #{timeout_ms := Timeout, max_bytes := MaxBytes}) ->
     end.
 
 capture_pid(Pid, Timeout, MaxBytes) ->
-    case answers_sys(Pid) of
+    case arsenal_agent_proc:answers_sys(Pid) of
         false -> {error, not_sys};
         true ->
             try sys:get_state(Pid, Timeout) of
@@ -37,7 +35,7 @@ capture_pid(Pid, Timeout, MaxBytes) ->
                         true -> {error, {too_large, Size}};
                         false ->
                             {ok, #{pid => Pid, state => State, hash => erlang:phash2(State), size => Size,
-                                   module => callback_module(Pid), info => info(Pid)}}
+                                   module => arsenal_agent_proc:callback_module(Pid), info => info(Pid)}}
                     end
             catch
                 exit:{timeout, _} -> {error, timeout};
@@ -61,7 +59,7 @@ replace(Target, Expected, Wire, Timeout) ->
     end.
 
 replace_pid(Pid, Expected, NewState, Timeout) ->
-    case answers_sys(Pid) of
+    case arsenal_agent_proc:answers_sys(Pid) of
         false -> {error, not_sys};
         true ->
             Self = self(),
@@ -90,25 +88,6 @@ replace_pid(Pid, Expected, NewState, Timeout) ->
 flush_old(Ref, Why) ->
     receive {Ref, Old} -> {ok, Old}
     after 0 -> {error, Why}
-    end.
-
-answers_sys(Pid) ->
-    case erlang:process_info(Pid, [initial_call, current_function, dictionary]) of
-        [{initial_call, Initial}, {current_function, {Mod, _, _}}, {dictionary, Dict}] ->
-            lists:member(Mod, ?GEN_MODULES)
-                orelse (Initial =:= {proc_lib, init_p, 5} andalso lists:keymember('$initial_call', 1, Dict));
-        _ -> false
-    end.
-
-callback_module(Pid) ->
-    case erlang:process_info(Pid, dictionary) of
-        {dictionary, Dict} ->
-            case lists:keyfind('$initial_call', 1, Dict) of
-                {_, {supervisor, M, _}} -> M;
-                {_, {M, _, _}} -> M;
-                false -> undefined
-            end;
-        _ -> undefined
     end.
 
 info(Pid) ->

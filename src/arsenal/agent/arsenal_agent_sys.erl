@@ -13,7 +13,7 @@
 %% decoded with binary_to_term(_, [safe]).
 -module(arsenal_agent_sys).
 
--export([system_info/0, memory_info/0, applications/1, registered/1, ports/1,
+-export([system_info/0, counts/0, memory_info/0, applications/1, registered/1, ports/1,
          ets_list/1, ets_table/2, scheduler_usage/1, health/1, bottlenecks/1,
          message_queue/2]).
 
@@ -30,7 +30,7 @@ system_info() ->
     {UptimeMs, _} = erlang:statistics(wall_clock),
     Visible = erlang:nodes(visible),
     Hidden = erlang:nodes(hidden),
-    #{node => node(),
+    maps:merge(counts(), #{node => node(),
       language => language(),
       otp_release => list_to_binary(erlang:system_info(otp_release)),
       erts_version => list_to_binary(erlang:system_info(version)),
@@ -42,21 +42,26 @@ system_info() ->
       dirty_cpu_schedulers => erlang:system_info(dirty_cpu_schedulers),
       dirty_io_schedulers => erlang:system_info(dirty_io_schedulers),
       logical_processors => erlang:system_info(logical_processors_available),
-      process_count => erlang:system_info(process_count),
-      process_limit => erlang:system_info(process_limit),
-      port_count => erlang:system_info(port_count),
-      port_limit => erlang:system_info(port_limit),
-      atom_count => erlang:system_info(atom_count),
-      atom_limit => erlang:system_info(atom_limit),
-      ets_count => erlang:system_info(ets_count),
-      ets_limit => erlang:system_info(ets_limit),
       uptime_ms => UptimeMs,
       distribution => #{alive => erlang:is_alive(),
                         net_ticktime => net_ticktime(),
                         visible_node_count => length(Visible),
                         hidden_node_count => length(Hidden),
                         visible_nodes => lists:sublist(Visible, ?MAX_NODES),
-                        hidden_nodes => lists:sublist(Hidden, ?MAX_NODES)}}.
+                        hidden_nodes => lists:sublist(Hidden, ?MAX_NODES)}}).
+
+%% @doc Processes, ports, atoms and ETS tables against their limits: counters
+%% the VM keeps (used by system_info/0 and by the sampler's vitals). Cost: O(1).
+-spec counts() -> map().
+counts() ->
+    #{process_count => erlang:system_info(process_count),
+      process_limit => erlang:system_info(process_limit),
+      port_count => erlang:system_info(port_count),
+      port_limit => erlang:system_info(port_limit),
+      atom_count => erlang:system_info(atom_count),
+      atom_limit => erlang:system_info(atom_limit),
+      ets_count => erlang:system_info(ets_count),
+      ets_limit => erlang:system_info(ets_limit)}.
 
 net_ticktime() ->
     try net_kernel:get_net_ticktime() of

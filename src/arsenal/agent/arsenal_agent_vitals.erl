@@ -37,14 +37,7 @@ vitals() ->
     Schedulers = erlang:system_info(schedulers),
     {Normal, Dirty} = lists:split(Schedulers, erlang:statistics(run_queue_lengths_all)),
     {DirtyCpu, DirtyIo} = dirty_queues(Dirty),
-    #{process_count => erlang:system_info(process_count),
-      process_limit => erlang:system_info(process_limit),
-      port_count => erlang:system_info(port_count),
-      port_limit => erlang:system_info(port_limit),
-      atom_count => erlang:system_info(atom_count),
-      atom_limit => erlang:system_info(atom_limit),
-      ets_count => erlang:system_info(ets_count),
-      ets_limit => erlang:system_info(ets_limit),
+    maps:merge(arsenal_agent_sys:counts(), #{
       memory => maps:from_list(erlang:memory()),
       schedulers => Schedulers,
       schedulers_online => erlang:system_info(schedulers_online),
@@ -54,7 +47,7 @@ vitals() ->
       scheduler_wall_time => wall_time(Schedulers),
       reductions => Reductions,
       runtime_ms => RuntimeMs,
-      uptime_ms => UptimeMs}.
+      uptime_ms => UptimeMs}).
 
 dirty_queues([Cpu, Io | _]) -> {Cpu, Io};
 dirty_queues([Cpu]) -> {Cpu, 0};

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
@@ -32,7 +31,7 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from ..ops.debugger import DEFAULT_HOLD_MS, DebugSession, HistoryEntry
 from ..ops.errors import ErrorCode, OperationError, as_operation_error
 from ..security.context import current_principal
-from .envelope import error_object
+from .messages import client_message, error_message, send_json
 
 if TYPE_CHECKING:
     from ..client import Arsenal
@@ -62,11 +61,11 @@ def add_debug_websocket(app: FastAPI, service: Arsenal) -> None:
             beam = service.pool.get(node)
             session = await DebugSession.start(beam, pid, principal=principal, force=force, hold_ms=hold_ms)
         except Exception as exc:
-            await _send(websocket, {"type": "error", "errors": [error_object(as_operation_error(exc))]})
+            await send_json(websocket, error_message(as_operation_error(exc)))
             await websocket.close(code=1008)
             return
         session.services = service.services
-        await _send(
+        await send_json(
             websocket,
             {
                 "type": "ready",
@@ -94,12 +93,12 @@ async def _push(websocket: WebSocket, session: DebugSession, lock: asyncio.Lock)
     """Session events to the client; new states also update the watches."""
     async for event in session.events():
         async with lock:
-            await _send(websocket, session.describe(event))
+            await send_json(websocket, session.describe(event))
             if event.type == "state":
                 entry = HistoryEntry(event.step, event.state)
                 for path in session.watches:
                     step, value, found = session.watch_value(path, entry)
-                    await _send(websocket, _watch_point(session, path, step, value, found))
+                    await send_json(websocket, _watch_point(session, path, step, value, found))
     with contextlib.suppress(Exception):
         await websocket.close()
 
@@ -110,10 +109,10 @@ async def _serve(websocket: WebSocket, session: DebugSession, lock: asyncio.Lock
         try:
             reply = await _handle(session, _parse(text))
         except Exception as exc:
-            reply = {"type": "error", "errors": [error_object(as_operation_error(exc))]}
+            reply = error_message(as_operation_error(exc))
         if reply is not None:
             async with lock:
-                await _send(websocket, reply)
+                await send_json(websocket, reply)
 
 
 async def _handle(session: DebugSession, message: dict[str, Any]) -> dict[str, Any] | None:
@@ -178,20 +177,11 @@ def _text(value: Any, what: str) -> str:
 
 
 def _parse(text: str) -> dict[str, Any]:
-    if len(text) > MAX_MESSAGE:
-        raise OperationError(ErrorCode.limit_exceeded, f"messages are at most {MAX_MESSAGE // 1024} KiB")
-    try:
-        message = json.loads(text)
-    except ValueError:
-        message = None
-    if not isinstance(message, dict) or not any(key in message for key in COMMANDS):
-        raise OperationError(
-            ErrorCode.validation_error,
-            'send one of {"break": PATTERN, "when"?: STATE_PATTERN}, {"clear": ID}, {"continue": true}, '
-            '{"step": true}, {"back": true}, {"forward": true}, {"watch": PATH}, {"state": true}',
-        )
-    return message
-
-
-async def _send(websocket: WebSocket, message: dict[str, Any]) -> None:
-    await websocket.send_text(json.dumps(message, default=str))
+    return client_message(
+        text,
+        max_bytes=MAX_MESSAGE,
+        accepts=lambda message: any(key in message for key in COMMANDS),
+        usage='send one of {"break": PATTERN, "when"?: STATE_PATTERN}, {"clear": ID}, {"continue": true}, '
+        '{"step": true}, {"back": true}, {"forward": true}, {"watch": PATH}, {"state": true}, '
+        '{"recording": ID}',
+    )

@@ -10,22 +10,20 @@ Server messages: ``{"type": "ready", "sandbox_id", "language"}`` first; then for
 ``{"type": "incomplete"}`` (send more lines), ``{"type": "result", "text", "value", "output",
 "warnings", "binding", ...}``, ``{"type": "magic", "text"}`` or ``{"type": "error", "text",
 ...}``; ``{"type": "completions", "items": [...]}``. The session (and its bindings) ends with
-the socket. Magic commands are those of :mod:`arsenal.sandbox.repl` (``:help``).
+the socket. Magic commands are those of :mod:`arsenal.ops.repl` (``:help``).
 """
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
-from ..ops.errors import ErrorCode, OperationError
-from ..ops.sandboxes import _error as sandbox_error
+from ..ops.errors import ErrorCode, OperationError, as_operation_error
+from ..ops.repl import Repl
 from ..sandbox.manager import SandboxError, SandboxManager
-from ..sandbox.repl import Repl
 from ..security.context import current_principal
-from .envelope import error_object
+from .messages import client_message, error_message, send_json
 
 if TYPE_CHECKING:
     from ..client import Arsenal
@@ -44,17 +42,17 @@ def add_repl_websocket(app: FastAPI, service: Arsenal) -> None:
             error = OperationError(
                 ErrorCode.forbidden, "the REPL runs code: it needs an operator or admin key"
             )
-            await _send(websocket, {"type": "error", "errors": [error_object(error)]})
+            await send_json(websocket, error_message(error))
             await websocket.close(code=1008)
             return
         manager = service.services.get(SandboxManager)
         try:
             session = await Repl(manager, sandbox_id).start()
         except SandboxError as exc:
-            await _send(websocket, {"type": "error", "errors": [error_object(sandbox_error(exc))]})
+            await send_json(websocket, error_message(as_operation_error(exc)))
             await websocket.close(code=1008)
             return
-        await _send(websocket, {"type": "ready", "sandbox_id": sandbox_id, "language": session.language})
+        await send_json(websocket, {"type": "ready", "sandbox_id": sandbox_id, "language": session.language})
         try:
             await _serve(websocket, session)
         except WebSocketDisconnect:
@@ -67,50 +65,38 @@ async def _serve(websocket: WebSocket, session: Repl) -> None:
     buffer: list[str] = []
     while True:
         text = await websocket.receive_text()
-        message = _parse(text)
-        if isinstance(message, OperationError):
-            await _send(websocket, {"type": "error", "errors": [error_object(message)]})
+        try:
+            message = _parse(text)
+        except OperationError as error:
+            await send_json(websocket, error_message(error))
             continue
         if message.get("cancel"):
             buffer = []
             continue
         if isinstance(message.get("complete"), str):
             items = await session.complete(message["complete"][:200])
-            await _send(websocket, {"type": "completions", "items": items})
+            await send_json(websocket, {"type": "completions", "items": items})
             continue
         buffer.append(message["input"])
         code = "\n".join(buffer)
         if not code.strip().startswith(":") and not await session.is_complete(code):
-            await _send(websocket, {"type": "incomplete"})
+            await send_json(websocket, {"type": "incomplete"})
             continue
         buffer = []
         try:
             reply = await session.handle(code)
         except SandboxError as exc:
-            await _send(
-                websocket, {"type": "error", "text": str(exc), "errors": [error_object(sandbox_error(exc))]}
-            )
+            await send_json(websocket, error_message(as_operation_error(exc), text=str(exc)))
             continue
-        await _send(websocket, reply.to_json())
+        await send_json(websocket, reply.to_json())
 
 
-def _parse(text: str) -> dict[str, Any] | OperationError:
-    if len(text) > MAX_MESSAGE:
-        return OperationError(ErrorCode.limit_exceeded, f"messages are at most {MAX_MESSAGE // 1024} KiB")
-    try:
-        message = json.loads(text)
-    except ValueError:
-        message = None
-    if not isinstance(message, dict) or not (
-        isinstance(message.get("input"), str)
-        or isinstance(message.get("complete"), str)
-        or message.get("cancel")
-    ):
-        return OperationError(
-            ErrorCode.validation_error, 'send {"input": CODE}, {"complete": PREFIX} or {"cancel": true}'
-        )
-    return message
-
-
-async def _send(websocket: WebSocket, message: dict[str, Any]) -> None:
-    await websocket.send_text(json.dumps(message, default=str))
+def _parse(text: str) -> dict[str, Any]:
+    return client_message(
+        text,
+        max_bytes=MAX_MESSAGE,
+        accepts=lambda m: (
+            any(isinstance(m.get(key), str) for key in ("input", "complete")) or bool(m.get("cancel"))
+        ),
+        usage='send {"input": CODE}, {"complete": PREFIX} or {"cancel": true}',
+    )

@@ -38,7 +38,7 @@ from ..ops.errors import ErrorCode, OperationError, as_operation_error
 from ..ops.interception import InterceptionManager
 from ..ops.interception import Watcher as InterceptWatcher
 from ..ops.trace_sessions import TraceManager, Watcher
-from .envelope import error_object
+from .messages import client_message, error_message
 from .routes import check_node
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_SUBSCRIPTIONS", "TASK_PREFIX", "add_websocket"]
 
 MAX_SUBSCRIPTIONS = 32
+MAX_MESSAGE = 4096
 TASK_PREFIX = "arsenal-ws "
 MIN_INTERVAL = 1.0
 MAX_INTERVAL = 60.0
@@ -72,24 +73,19 @@ class _Socket:
             await self.websocket.send_text(json.dumps(message))
 
     async def error(self, error: OperationError, channel: str | None = None) -> None:
-        message: dict[str, Any] = {"type": "error", "errors": [error_object(error)]}
-        if channel is not None:
-            message["channel"] = channel
-        await self.send(message)
+        await self.send(error_message(error, **({"channel": channel} if channel is not None else {})))
 
     async def handle(self, text: str) -> None:
         try:
-            message = json.loads(text)
-        except ValueError:
-            message = None
-        if not isinstance(message, dict) or not (("subscribe" in message) ^ ("unsubscribe" in message)):
-            await self.error(
-                OperationError(
-                    ErrorCode.validation_error,
-                    'send {"subscribe": CHANNEL} or {"unsubscribe": CHANNEL}; channels: system:metrics, '
-                    "process:<pid>, supervisor:<name>",
-                )
+            message = client_message(
+                text,
+                max_bytes=MAX_MESSAGE,
+                accepts=lambda m: ("subscribe" in m) ^ ("unsubscribe" in m),
+                usage='send {"subscribe": CHANNEL} or {"unsubscribe": CHANNEL}; channels: system:metrics, '
+                "process:<pid>, supervisor:<name>",
             )
+        except OperationError as error:
+            await self.error(error)
             return
         if "unsubscribe" in message:
             channel = message["unsubscribe"]
@@ -324,11 +320,7 @@ def add_websocket(app: FastAPI, service: Arsenal) -> None:
         socket = _Socket(websocket, service)
         try:
             while True:
-                text = await websocket.receive_text()
-                if len(text) > 4096:
-                    await socket.error(OperationError(ErrorCode.limit_exceeded, "messages are at most 4 KiB"))
-                    continue
-                await socket.handle(text)
+                await socket.handle(await websocket.receive_text())
         except WebSocketDisconnect:
             pass
         finally:

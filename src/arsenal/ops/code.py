@@ -16,12 +16,13 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..dist import Atom, RpcError, Term, charlist
+from ..sandbox.manager import unwrap_reply
 from ..sandbox.policy import SecurityPolicy
 from ..sandbox.source import module_atom
 from .base import Context, Operation, Params, Severity
 from .errors import ErrorCode, OperationError
 from .registry import register
-from .sandboxes import InjectResult, ModuleName, SwapReport, _error, _swap_report, _term, eval_result
+from .sandboxes import InjectResult, ModuleName, SwapReport, _swap_report, _term, eval_result
 
 __all__ = ["EvaluateCode", "ReloadModule"]
 
@@ -93,7 +94,7 @@ class ReloadModule(Operation[ReloadParams, SwapReport]):
             reply = await node.agent_call("swap", [request], 80, module=CODE)
         finally:
             await node.call("file", "del_dir_r", [charlist(scratch)], 10)
-        report = _unwrap(reply)
+        report = unwrap_reply(reply, "swap")
         report[Atom("version")] = 0
         return _swap_report(report)
 
@@ -107,16 +108,6 @@ async def _loaded_binary(node: Any, module: str) -> Term:
     if isinstance(found, tuple) and len(found) == 3:
         return found[1]
     return Atom("undefined")
-
-
-def _unwrap(reply: Term) -> dict[Term, Term]:
-    from ..sandbox.manager import SandboxError
-    from ..sandbox.manager import _unwrap as unwrap
-
-    try:
-        return unwrap(reply, "swap")  # type: ignore[no-any-return]
-    except SandboxError as exc:
-        raise _error(exc) from None
 
 
 class EvaluateParams(Params):

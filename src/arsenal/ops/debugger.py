@@ -60,45 +60,25 @@ TRUNCATED = Atom("$arsenal_truncated")
 def message_pattern(text: str, language: str) -> list[Any]:
     """A match spec over ``[Message]`` from pattern text like ``{:increment, n} when n > 5``.
 
-    The trace-pattern parser does the work: the text becomes the one argument of
-    ``erlang:apply`` (a function every node has), so the syntax, the guards and the limits are
-    exactly those of trace patterns. Atoms are checked on the node when the spec is decoded
-    there (an unknown one is refused, none is created)."""
-    from .trace_patterns import TracePatternError, _Lexer, parse_pattern
+    The message-pattern parser of interception rules does the work (same syntax, guards and
+    limits); its clauses match ``{Message}``, and the debug function tests ``[Message]``. Atoms
+    are checked on the node when the spec is decoded there (an unknown one is refused, none is
+    created)."""
+    from .trace_patterns import TracePatternError, parse_message_pattern
 
     if not isinstance(text, str) or not text.strip():
         raise OperationError(
             ErrorCode.validation_error, "a breakpoint needs a pattern, such as {:increment, _}"
         )
-    flavour = "elixir" if language == "elixir" else "erlang"
-    prefix = ":erlang.apply(" if flavour == "elixir" else "erlang:apply("
     try:
-        tokens = _Lexer(text, flavour).tokens()
-        split = next(
-            (t.pos for t in tokens if t.kind == "name" and t.value == "when" and _top_level(tokens, t)),
-            len(text),
-        )
-        pattern = parse_pattern(f"{prefix}{text[:split]}) {text[split:]}")
+        pattern = parse_message_pattern(text, "elixir" if language == "elixir" else "erlang")
     except TracePatternError as exc:
-        column = max(1, exc.position - len(prefix))
         raise OperationError(
             ErrorCode.validation_error,
-            f"pattern {text!r}: at column {column}: {exc.message}",
+            f"pattern {text!r}: at column {exc.position}: {exc.message}",
             {"pattern": text},
         ) from None
-    return [(head, guards, [True]) for head, guards, _body in pattern.match_spec]
-
-
-def _top_level(tokens: list[Any], token: Any) -> bool:
-    depth = 0
-    for item in tokens:
-        if item is token:
-            return depth == 0
-        if item.kind == "op" and item.text in ("(", "{", "[", "<<", "%{", "#{"):
-            depth += 1
-        elif item.kind == "op" and item.text in (")", "}", "]", ">>"):
-            depth -= 1
-    return False
+    return [([head[0]], guards, [True]) for head, guards, _body in pattern.match_spec]
 
 
 # ---------------------------------------------------------------------------------------- paths

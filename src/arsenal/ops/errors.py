@@ -27,6 +27,7 @@ from ..dist import (
     RpcError,
 )
 from ..dist._format import brief
+from ..sandbox.errors import SandboxError
 
 __all__ = ["ErrorCode", "OperationError", "as_operation_error"]
 
@@ -100,6 +101,8 @@ def as_operation_error(exc: BaseException, operation: str = "") -> OperationErro
         return exc
     if isinstance(exc, ValidationError):
         return _validation(exc, operation)
+    if isinstance(exc, SandboxError):
+        return _sandbox_error(exc)
     if isinstance(exc, RpcError):  # before DistError, which it is too
         return OperationError(
             ErrorCode.remote_error,
@@ -128,6 +131,48 @@ _DIST_CODES: list[tuple[type[BaseException] | tuple[type[BaseException], ...], E
     ((NodeDown, NodeNotFound, EpmdUnreachable, ConnectFailed), ErrorCode.node_down),
     (DistError, ErrorCode.node_down),
 ]
+
+
+_SANDBOX_CODES = {
+    "not_found": ErrorCode.not_found,
+    "conflict": ErrorCode.conflict,
+    "compatibility": ErrorCode.conflict,
+    "validation": ErrorCode.validation_error,
+    "syntax": ErrorCode.validation_error,
+    "compile": ErrorCode.validation_error,
+    "policy": ErrorCode.forbidden,
+    "node_down": ErrorCode.node_down,
+    "timeout": ErrorCode.timeout,
+    "limit": ErrorCode.limit_exceeded,
+}
+
+
+def _sandbox_error(exc: SandboxError) -> OperationError:
+    """A sandbox's failure, with the agent's findings or compile errors (file and line) in details."""
+    from .plain import plain
+
+    code = _SANDBOX_CODES.get(exc.kind, ErrorCode.remote_error)
+    details: dict[str, Any] = {"stage": exc.kind}
+    raw = exc.details.get("raw")
+    if isinstance(raw, dict):
+        details.update({k: v for k, v in plain(raw, "erlang").items() if k not in ("stage", "message")})
+    if exc.kind == "policy" and details.get("findings"):
+        said = "; ".join(
+            f"{f.get('call')} ({f.get('file', '')}:{f.get('line')}: {f.get('reason')})"
+            for f in details["findings"][:3]
+        )
+        return OperationError(code, f"{exc}: {said}", details)
+    if exc.kind in ("compile", "syntax") and details.get("errors"):
+        said = "; ".join(
+            f"{e.get('file', '')}:{e.get('line')}: {e.get('message')}" for e in details["errors"][:3]
+        )
+        return OperationError(code, f"{exc}: {said}", details)
+    hint = {
+        "policy": "; the findings say which calls and why (see the sandbox's security policy)",
+        "compile": "; the errors give file and line",
+        "syntax": "; the errors give file and line",
+    }.get(exc.kind, "")
+    return OperationError(code, f"{exc}{hint}", details)
 
 
 def _validation(exc: ValidationError, operation: str) -> OperationError:

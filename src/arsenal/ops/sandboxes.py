@@ -15,11 +15,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from ..dist import Atom, EncodeError, RpcError, Term, term_to_binary
+from ..dist import Atom, EncodeError, Term, term_to_binary
 from ..sandbox.generator import AppSpec, WorkerSpec, module_names, render_project, render_worker, snake_case
 from ..sandbox.limits import SandboxLimits
-from ..sandbox.manager import SandboxError, SandboxManager, SandboxSpec
-from ..sandbox.policy import SecurityPolicy, split_call
+from ..sandbox.manager import SandboxManager, SandboxSpec
+from ..sandbox.policy import SecurityPolicy
 from ..sandbox.source import SandboxSource, module_atom
 from ..store import SandboxRecord
 from ..terms.render import render
@@ -61,54 +61,9 @@ ModuleName = Annotated[
     ),
 ]
 
-_KIND_CODES = {
-    "not_found": ErrorCode.not_found,
-    "conflict": ErrorCode.conflict,
-    "compatibility": ErrorCode.conflict,
-    "validation": ErrorCode.validation_error,
-    "syntax": ErrorCode.validation_error,
-    "compile": ErrorCode.validation_error,
-    "policy": ErrorCode.forbidden,
-    "node_down": ErrorCode.node_down,
-    "timeout": ErrorCode.timeout,
-    "limit": ErrorCode.limit_exceeded,
-}
-
 
 def _manager(ctx: Context) -> SandboxManager:
     return ctx.services.get(SandboxManager)
-
-
-def _error(exc: SandboxError) -> OperationError:
-    code = _KIND_CODES.get(exc.kind, ErrorCode.remote_error)
-    details: dict[str, Any] = {"stage": exc.kind}
-    raw = exc.details.get("raw")
-    if isinstance(raw, dict):
-        details.update({k: v for k, v in plain(raw, "erlang").items() if k not in ("stage", "message")})
-    if exc.kind == "policy" and details.get("findings"):
-        said = "; ".join(
-            f"{f.get('call')} ({f.get('file', '')}:{f.get('line')}: {f.get('reason')})"
-            for f in details["findings"][:3]
-        )
-        return OperationError(code, f"{exc}: {said}", details)
-    if exc.kind in ("compile", "syntax") and details.get("errors"):
-        said = "; ".join(
-            f"{e.get('file', '')}:{e.get('line')}: {e.get('message')}" for e in details["errors"][:3]
-        )
-        return OperationError(code, f"{exc}: {said}", details)
-    hint = {
-        "policy": "; the findings say which calls and why (see the sandbox's security policy)",
-        "compile": "; the errors give file and line",
-        "syntax": "; the errors give file and line",
-    }.get(exc.kind, "")
-    return OperationError(code, f"{exc}{hint}", details)
-
-
-async def _guarded(coro: Any) -> Any:
-    try:
-        return await coro
-    except SandboxError as exc:
-        raise _error(exc) from None
 
 
 def _time(value: float | None) -> str | None:
@@ -252,7 +207,7 @@ class CreateSandbox(Operation[CreateSandboxParams, SandboxSummary]):
                 spec.resolved_source()
         except ValueError as exc:
             raise OperationError(ErrorCode.validation_error, str(exc)) from None
-        record = await _guarded(_manager(ctx).create(params.sandbox_id, spec))
+        record = await _manager(ctx).create(params.sandbox_id, spec)
         return _summary(record)
 
 
@@ -313,12 +268,12 @@ class GetSandboxInfo(Operation[SandboxIdParams, SandboxInfo]):
 
     async def execute(self, ctx: Context, params: SandboxIdParams) -> SandboxInfo:
         manager = _manager(ctx)
-        record = await _guarded(_async(manager.get, params.sandbox_id))
+        record = manager.get(params.sandbox_id)
         spec = SandboxSpec.model_validate(record.spec)
         usage: dict[str, Any] | None = None
         processes: list[dict[str, Any]] = []
         if record.status == "running":
-            node = await _guarded(manager.node(params.sandbox_id))
+            node = await manager.node(params.sandbox_id)
             usage = plain(await node.call("arsenal_agent_sandbox", "usage", []), node.language)
             processes = plain(await node.call("arsenal_agent_sandbox", "processes", [20]), node.language)
         counts = manager.records.version_counts(params.sandbox_id)
@@ -335,10 +290,6 @@ class GetSandboxInfo(Operation[SandboxIdParams, SandboxInfo]):
             modules=modules,
             policy=spec.policy,
         )
-
-
-async def _async(function: Any, *args: Any) -> Any:
-    return function(*args)
 
 
 @register
@@ -359,7 +310,7 @@ class DestroySandbox(Operation[SandboxIdParams, SandboxSummary]):
     example = {"sandbox_id": "pool"}
 
     async def execute(self, ctx: Context, params: SandboxIdParams) -> SandboxSummary:
-        record = await _guarded(_manager(ctx).destroy(params.sandbox_id))
+        record = await _manager(ctx).destroy(params.sandbox_id)
         summary = _summary(record)
         summary.status = "stopped"
         summary.stop_reason = "destroyed"
@@ -388,7 +339,7 @@ class RestartSandbox(Operation[RestartParams, SandboxSummary]):
     example = {"sandbox_id": "pool"}
 
     async def execute(self, ctx: Context, params: RestartParams) -> SandboxSummary:
-        return _summary(await _guarded(_manager(ctx).restart(params.sandbox_id)))
+        return _summary(await _manager(ctx).restart(params.sandbox_id))
 
 
 class LimitsParams(Params):
@@ -426,9 +377,9 @@ class SandboxResourceLimits(Operation[LimitsParams, LimitsResult]):
     async def execute(self, ctx: Context, params: LimitsParams) -> LimitsResult:
         manager = _manager(ctx)
         if params.restart:
-            record = await _guarded(manager.restart(params.sandbox_id, params.limits))
+            record = await manager.restart(params.sandbox_id, params.limits)
         else:
-            spec = await _guarded(_async(manager.spec, params.sandbox_id))
+            spec = manager.spec(params.sandbox_id)
             manager.records.set_spec(
                 params.sandbox_id, spec.model_copy(update={"limits": params.limits}).model_dump(mode="json")
             )
@@ -468,7 +419,7 @@ class SandboxSecurityPolicy(Operation[PolicyParams, PolicyResult]):
 
     async def execute(self, ctx: Context, params: PolicyParams) -> PolicyResult:
         manager = _manager(ctx)
-        spec = await _guarded(_async(manager.spec, params.sandbox_id))
+        spec = manager.spec(params.sandbox_id)
         manager.records.set_spec(
             params.sandbox_id, spec.model_copy(update={"policy": params.policy}).model_dump(mode="json")
         )
@@ -511,34 +462,37 @@ class ExecuteInSandbox(Operation[ExecuteParams, ExecuteResult]):
 
     async def execute(self, ctx: Context, params: ExecuteParams) -> ExecuteResult:
         manager = _manager(ctx)
-        spec = await _guarded(_async(manager.spec, params.sandbox_id))
+        spec = manager.spec(params.sandbox_id)
         module, _ = manager.resolve_module(params.sandbox_id, params.module, spec.code_language)
-        _check_policy(spec.policy, module, params.function, len(params.args))
         args = [_term(arg, f"args[{i}]") for i, arg in enumerate(params.args)]
-        node = await _guarded(manager.node(params.sandbox_id))
-        try:
-            value = await node.call(module, params.function, args, params.timeout)
-        except RpcError as exc:
-            if _is_undef(exc, module, params.function):
-                shown = f"{module.removeprefix('Elixir.')}.{params.function}/{len(args)}"
-                raise OperationError(
-                    ErrorCode.not_found, f"{shown} is not defined in sandbox {params.sandbox_id}"
-                ) from None
-            raise
-        return ExecuteResult(value=_shown(value, spec.code_language), value_json=_lossless(value))
-
-
-def _is_undef(exc: RpcError, module: str, function: str) -> bool:
-    """The call itself was undefined (not some undef deeper in the function it called)."""
-    trace = exc.stacktrace if isinstance(exc.stacktrace, list) else []
-    top = trace[0] if trace else None
-    return (
-        exc.reason == Atom("undef")
-        and isinstance(top, tuple)
-        and len(top) >= 2
-        and top[0] == Atom(module)
-        and top[1] == Atom(function)
-    )
+        shown = f"{module.removeprefix('Elixir.')}.{params.function}/{len(args)}"
+        node = await manager.node(params.sandbox_id)
+        await node.call("code", "ensure_loaded", [Atom(module)], 10)
+        if not await node.call(
+            "erlang", "function_exported", [Atom(module), Atom(params.function), len(args)], 10
+        ):
+            raise OperationError(
+                ErrorCode.not_found, f"{shown} is not defined in sandbox {params.sandbox_id}"
+            )
+        # The call is evaluated as code (`'Mod':'fun'(A1, ...)` with the arguments bound), so the
+        # sandbox's policy scan judges it exactly as it judges injected code, and a call that runs
+        # too long is killed at the timeout.
+        names = [f"A{i}" for i in range(1, len(args) + 1)]
+        code = f"'{module}':'{params.function}'({', '.join(names)})"
+        binding = [(name.encode(), arg) for name, arg in zip(names, args, strict=True)]
+        timeout_ms = int(params.timeout * 1000)
+        reply = await manager.evaluate(
+            params.sandbox_id, code, language="erlang", binding=binding, timeout_ms=timeout_ms
+        )
+        result = eval_result(reply, spec.code_language)
+        if not result.ok:
+            error = result.error or {}
+            raise OperationError(
+                ErrorCode.remote_error,
+                f"{shown} raised: {error.get('message', '')}",
+                {"output": result.output},
+            )
+        return ExecuteResult(value=result.value or "", value_json=result.value_json)
 
 
 def _policy_needs_admin(ctx: Context, policy: SecurityPolicy) -> None:
@@ -549,20 +503,6 @@ def _policy_needs_admin(ctx: Context, policy: SecurityPolicy) -> None:
             ErrorCode.forbidden,
             "a security policy other than the default needs an admin key; leave `policy` out",
         )
-
-
-def _check_policy(policy: SecurityPolicy, module: str, function: str, arity: int) -> None:
-    for allowed in policy.allow:
-        if split_call(allowed) in ((module, function, arity), (module, function, -1)):
-            return
-    for rule in policy.rules:
-        m, f, a = split_call(rule.call)
-        if m == module and f in ("*", function) and a in (-1, arity):
-            raise OperationError(
-                ErrorCode.forbidden,
-                f"the sandbox's security policy refuses {module.removeprefix('Elixir.')}.{function}/{arity}: "
-                f"{rule.reason}",
-            )
 
 
 class InjectParams(Params):
@@ -612,17 +552,15 @@ class InjectCode(Operation[InjectParams, InjectResult]):
 
     async def execute(self, ctx: Context, params: InjectParams) -> InjectResult:
         manager = _manager(ctx)
-        spec = await _guarded(_async(manager.spec, params.sandbox_id))
+        spec = manager.spec(params.sandbox_id)
         language = params.language or spec.code_language
         binding = [(name.encode(), _term(value, f"binding.{name}")) for name, value in params.binding.items()]
-        reply = await _guarded(
-            manager.evaluate(
-                params.sandbox_id,
-                params.code,
-                language=language,
-                binding=binding,
-                timeout_ms=params.timeout_ms,
-            )
+        reply = await manager.evaluate(
+            params.sandbox_id,
+            params.code,
+            language=language,
+            binding=binding,
+            timeout_ms=params.timeout_ms,
         )
         return eval_result(reply, language)
 
@@ -738,15 +676,13 @@ class HotSwapModule(Operation[HotSwapParams, SwapReport]):
 
     async def execute(self, ctx: Context, params: HotSwapParams) -> SwapReport:
         extra = [] if params.extra is None else _term(params.extra, "extra")
-        report = await _guarded(
-            _manager(ctx).hot_swap(
-                params.sandbox_id,
-                params.module,
-                params.source,
-                language=params.language,
-                force=params.force,
-                extra=extra,
-            )
+        report = await _manager(ctx).hot_swap(
+            params.sandbox_id,
+            params.module,
+            params.source,
+            language=params.language,
+            force=params.force,
+            extra=extra,
         )
         return _swap_report(report)
 
@@ -786,7 +722,7 @@ class ListModuleVersions(Operation[ModuleParams, VersionList]):
 
     async def execute(self, ctx: Context, params: ModuleParams) -> VersionList:
         manager = _manager(ctx)
-        await _guarded(_async(manager.get, params.sandbox_id))
+        manager.get(params.sandbox_id)
         name, _ = manager.resolve_module(params.sandbox_id, params.module)
         versions = manager.versions(params.sandbox_id, name)
         if not versions:
@@ -842,10 +778,8 @@ class RollbackModule(Operation[RollbackParams, SwapReport]):
 
     async def execute(self, ctx: Context, params: RollbackParams) -> SwapReport:
         extra = [] if params.extra is None else _term(params.extra, "extra")
-        report = await _guarded(
-            _manager(ctx).rollback(
-                params.sandbox_id, params.module, params.version, force=params.force, extra=extra
-            )
+        report = await _manager(ctx).rollback(
+            params.sandbox_id, params.module, params.version, force=params.force, extra=extra
         )
         return _swap_report(report)
 
@@ -918,15 +852,13 @@ class CreateDynamicWorker(Operation[WorkerParams, WorkerStarted]):
                 ErrorCode.validation_error, "give module (an existing one) or worker (to generate)"
             )
         manager = _manager(ctx)
-        spec = await _guarded(_async(manager.spec, params.sandbox_id))
+        spec = manager.spec(params.sandbox_id)
         version = None
         if params.worker is not None:
             module = f"Elixir.{params.namespace}.{params.worker.name}"
             source = render_worker(params.worker, params.namespace, registered=params.registered)
             file = f"dynamic/{snake_case(params.worker.name)}.ex"
-            await _guarded(
-                manager.load_modules(params.sandbox_id, "elixir", {file: source}, "dynamic worker")
-            )
+            await manager.load_modules(params.sandbox_id, "elixir", {file: source}, "dynamic worker")
             version = manager.versions(params.sandbox_id, module)[-1].version
         else:
             module, _ = manager.resolve_module(params.sandbox_id, params.module or "", spec.code_language)
@@ -934,17 +866,15 @@ class CreateDynamicWorker(Operation[WorkerParams, WorkerStarted]):
         child_id = (
             params.child_id.encode() if params.child_id else (module.encode(), secrets.token_hex(4).encode())
         )
-        started = await _guarded(
-            manager.start_worker(
-                params.sandbox_id,
-                module,
-                args,
-                child_id=child_id,
-                restart=params.restart,
-                supervisor=module_atom(params.supervisor, spec.code_language) if params.supervisor else None,
-            )
+        started = await manager.start_worker(
+            params.sandbox_id,
+            module,
+            args,
+            child_id=child_id,
+            restart=params.restart,
+            supervisor=module_atom(params.supervisor, spec.code_language) if params.supervisor else None,
         )
-        node = await _guarded(manager.node(params.sandbox_id))
+        node = await manager.node(params.sandbox_id)
         language = spec.code_language
         return WorkerStarted(
             pid=pid_text(started[Atom("pid")]),
@@ -1031,7 +961,7 @@ class GenerateApplication(Operation[GenerateParams, GeneratedApp]):
             policy=params.policy,
             persistent=params.persistent,
         )
-        record = await _guarded(manager.create(params.sandbox_id, spec))
+        record = await manager.create(params.sandbox_id, spec)
         return GeneratedApp(
             sandbox=_summary(record),
             project_dir=str(project),

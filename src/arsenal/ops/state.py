@@ -172,18 +172,26 @@ def backup(ctx: Context, node: Node, captured: Captured, why: str) -> str:
     return name
 
 
-def changes(old: Term, new: Term, node: Node) -> list[dict[str, Any]]:
+def rendered_diff(old: Term, new: Term, node: Node) -> tuple[list[dict[str, Any]], bool]:
+    """What changed from ``old`` to ``new`` (path, kind, old, new in the node's language; at most
+    100), and whether there was more."""
     from ..terms.diff import diff_terms
 
-    return [
+    diff = diff_terms(old, new, max_changes=MAX_CHANGES, language=node.language)
+    rendered = [
         {
             "path": change.path,
             "kind": change.kind,
             "old": None if change.old is None else _shown(change.old, node),
             "new": None if change.new is None else _shown(change.new, node),
         }
-        for change in diff_terms(old, new, max_changes=MAX_CHANGES, language=node.language)
+        for change in diff
     ]
+    return rendered, diff.truncated
+
+
+def changes(old: Term, new: Term, node: Node) -> list[dict[str, Any]]:
+    return rendered_diff(old, new, node)[0]
 
 
 # ---------------------------------------------------------------------- set_process_state
@@ -513,7 +521,6 @@ class DiffCheckpoints(Operation[DiffParams, CheckpointDiff]):
     example = {"pid": "ArsenalDemo.Counter1", "name": "before-load", "against": "current"}
 
     async def execute(self, ctx: Context, params: DiffParams) -> CheckpointDiff:
-        from ..terms.diff import diff_terms
 
         node = ctx.require_node()
         checkpoint = await _checkpoint(ctx, node, params.pid, params.name)
@@ -521,13 +528,8 @@ class DiffCheckpoints(Operation[DiffParams, CheckpointDiff]):
             other = (await capture(node, params.pid, params.timeout, doing="reading")).state
         else:
             other = (await _checkpoint(ctx, node, params.pid, params.against)).term()
-        diff = diff_terms(checkpoint.term(), other, max_changes=MAX_CHANGES)
-        return CheckpointDiff(
-            name=params.name,
-            against=params.against,
-            changes=changes(checkpoint.term(), other, node),
-            truncated=diff.truncated,
-        )
+        found, truncated = rendered_diff(checkpoint.term(), other, node)
+        return CheckpointDiff(name=params.name, against=params.against, changes=found, truncated=truncated)
 
 
 class RollbackParams(NamedParams):

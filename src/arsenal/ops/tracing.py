@@ -564,21 +564,15 @@ def _checkpoints_of(ctx: Context, node: str, targets: list[str], limit: int) -> 
 
 
 def _recordings_of(ctx: Context, node: str, pid: str, limit: int) -> list[dict[str, Any]]:
-    import json
+    from ..store.recordings import RecordingStore
 
-    rows = ctx.services.store.execute(
-        "SELECT id, started_at, ended_at, end_reason, steps, targets FROM recordings "
-        "WHERE node = ? AND targets LIKE ? ORDER BY started_at DESC LIMIT ?",
-        (node, f"%{pid}%", limit),
-    )
     return [
         {
             "source": "recording",
-            "time_us": int(row["started_at"] * 1_000_000),
-            "id": row["id"],
-            "steps": row["steps"],
-            "end_reason": row["end_reason"],
+            "time_us": int(row.started_at * 1_000_000),
+            "id": row.id,
+            "steps": row.steps,
+            "end_reason": row.end_reason,
         }
-        for row in rows
-        if pid in json.loads(row["targets"])
+        for row in RecordingStore(ctx.services.store).list(limit=limit, node=node, pid=pid)
     ]

@@ -33,12 +33,13 @@ from ..beam import Node
 from ..beam.agent import AgentLoader
 from ..dist import Atom, Term, charlist
 from ..store import ModuleVersion, SandboxRecord, SandboxStore, Store, default_home
+from .errors import SandboxError
 from .launcher import BeamProcess, LaunchSpec, elixir_code_paths, group_alive, kill_group
 from .limits import SandboxLimits
 from .policy import SecurityPolicy
 from .source import SandboxSource, module_atom
 
-__all__ = ["SandboxError", "SandboxManager", "SandboxSpec", "death_reason"]
+__all__ = ["SandboxError", "SandboxManager", "SandboxSpec", "death_reason", "unwrap_reply"]
 
 log = logging.getLogger("arsenal.sandbox")
 
@@ -50,16 +51,6 @@ CODE = "arsenal_agent_code"
 SANDBOX = "arsenal_agent_sandbox"
 SIGXCPU_STATUS = 128 + 24
 SIGKILL_STATUS = 128 + 9
-
-
-class SandboxError(Exception):
-    """A sandbox operation failed. ``kind`` is one of not_found, conflict, validation, start,
-    compile, policy, limit, node_down, timeout; ``details`` carries data (errors with lines)."""
-
-    def __init__(self, kind: str, message: str, details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.details = details or {}
 
 
 class SandboxSpec(BaseModel):
@@ -233,7 +224,7 @@ class SandboxManager:
         if source.mod is not None:
             app[Atom("mod")] = source.module_atom(source.mod).encode()
         app[Atom("modules")] = [m.encode() for m in modules]
-        _unwrap(await live.node.call(SANDBOX, "start_app", [app], CALL_TIMEOUT), "start")
+        unwrap_reply(await live.node.call(SANDBOX, "start_app", [app], CALL_TIMEOUT), "start")
 
     async def _compile(
         self, id: str, node: Node, language: str, files: dict[str, str], policy: SecurityPolicy, note: str
@@ -245,7 +236,7 @@ class SandboxManager:
             Atom("files"): [(name.encode(), text.encode()) for name, text in sorted(files.items())],
             Atom("policy"): policy.wire(),
         }
-        result = _unwrap(await node.call(CODE, "compile", [request], CALL_TIMEOUT * 4), "compile")
+        result = unwrap_reply(await node.call(CODE, "compile", [request], CALL_TIMEOUT * 4), "compile")
         names = []
         for module in result[Atom("modules")]:
             name = str(module[Atom("module")])
@@ -278,7 +269,7 @@ class SandboxManager:
             Atom("restart"): Atom(restart),
             Atom("supervisor"): supervisor.encode() if supervisor else Atom("undefined"),
         }
-        return _unwrap(await node.call(SANDBOX, "start_worker", [request], CALL_TIMEOUT), "start")
+        return unwrap_reply(await node.call(SANDBOX, "start_worker", [request], CALL_TIMEOUT), "start")
 
     async def _watch(self, live: LiveSandbox) -> None:
         """Notice the sandbox going away (a limit, a crash, its lifetime) and record why."""
@@ -460,7 +451,7 @@ class SandboxManager:
             Atom("extra"): extra,
             Atom("previous"): versions[-1].beam if versions else Atom("undefined"),
         }
-        report = _unwrap(await node.call(CODE, "swap", [request], CALL_TIMEOUT * 2), "swap")
+        report = unwrap_reply(await node.call(CODE, "swap", [request], CALL_TIMEOUT * 2), "swap")
         version = self.records.add_version(
             id, name, lang, source, file, report[Atom("beam")], report[Atom("md5")].hex(), "hot swap"
         )
@@ -489,7 +480,7 @@ class SandboxManager:
             Atom("extra"): extra,
             Atom("previous"): latest.beam,
         }
-        report = _unwrap(await node.call(CODE, "load_version", [request], CALL_TIMEOUT * 2), "rollback")
+        report = unwrap_reply(await node.call(CODE, "load_version", [request], CALL_TIMEOUT * 2), "rollback")
         new = self.records.add_version(
             id, name, lang, target.source, target.file, target.beam, target.md5, f"rollback to v{version}"
         )
@@ -546,7 +537,7 @@ async def _wait_gone(pid: int, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
-def _unwrap(reply: Term, stage: str) -> Any:
+def unwrap_reply(reply: Term, stage: str) -> Any:
     """``{ok, Value}`` -> Value; ``{error, Map}`` -> :class:`SandboxError` with the map as details."""
     if isinstance(reply, tuple) and len(reply) == 2 and reply[0] == Atom("ok"):
         return reply[1]

@@ -20,8 +20,8 @@ from rich.markup import escape
 
 from ...client import Arsenal
 from ...ops.base import Result
+from ...ops.repl import Repl, ReplReply
 from ...sandbox.manager import SandboxManager
-from ...sandbox.repl import Repl, ReplReply
 from ...store import default_home
 from ..main import JsonOption, app, console, errors, human_bytes, run_job, run_local
 from .trace import parse_duration

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..dist import Atom, Pid, Process
-from .manager import CODE, SandboxError, SandboxManager
+from ..sandbox.manager import CODE, SandboxError, SandboxManager
+from .errors import OperationError
+from .sandboxes import eval_result
 
 __all__ = ["MAGIC_HELP", "Repl", "ReplReply"]
 
@@ -105,9 +107,6 @@ class Repl:
         return await self._evaluate(text)
 
     async def _evaluate(self, text: str) -> ReplReply:
-        from ..ops.errors import OperationError
-        from ..ops.sandboxes import eval_result
-
         assert self._session is not None, "start() the REPL first"
         node = await self.manager.node(self.sandbox_id)
         options = {
