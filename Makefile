@@ -3,15 +3,15 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.local/bin:$(PATH)
 UV ?= uv
 
-.PHONY: demo test setup tools python agent demo-build lint bench clean
+.PHONY: demo test setup tools python agent demo-build web browser lint bench clean
 
 demo: setup
 	$(UV) run arsenal demo
 
-test: setup
+test: setup browser
 	$(UV) run pytest
 
-setup: tools python agent demo-build
+setup: tools python agent demo-build web
 
 tools:
 	@scripts/ensure_tools.sh
@@ -24,6 +24,12 @@ agent: tools
 
 demo-build: tools
 	@demo/build.sh
+
+web: tools
+	@scripts/build_web.sh
+
+browser:
+	@scripts/ensure_browser.sh
 
 lint: python
 	$(UV) run ruff check src tests benchmarks
@@ -39,4 +45,4 @@ bench: setup
 	$(UV) run python benchmarks/sampling_overhead.py
 
 clean:
-	rm -rf src/arsenal/agent/ebin demo/erlang/ebin demo/elixir/_build .pytest_cache
+	rm -rf src/arsenal/web/static src/arsenal/agent/ebin demo/erlang/ebin demo/elixir/_build .pytest_cache

@@ -122,6 +122,12 @@ def create_app(service: Arsenal, *, auth: bool = True, rate_limit: float = 200.0
     add_repl_websocket(app, service)
     add_debug_websocket(app, service)
 
+    from ..web import add_dashboard
+    from .session import add_session_route
+
+    add_session_route(app, service, API_PREFIX)
+    add_dashboard(app)
+
     @app.get(f"{API_PREFIX}/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
         return get_swagger_ui_html(openapi_url=f"{API_PREFIX}/openapi.json", title="Arsenal API")

@@ -24,6 +24,7 @@ from ..ops.base import Principal
 from ..ops.errors import ErrorCode, OperationError
 from ..security.context import request_principal
 from ..security.keys import ApiKey, KeyStore
+from ..web import is_public_path
 from .correlation import current_correlation_id
 from .envelope import error_object
 
@@ -78,7 +79,7 @@ class AuthMiddleware:
         self.limiter = limiter or RateLimiter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] not in ("http", "websocket") or _is_public(scope["path"]):
             await self.app(scope, receive, send)
             return
         token = _token(scope)
@@ -98,6 +99,10 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
         finally:
             request_principal.reset(marker)
+
+
+def _is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or is_public_path(path)
 
 
 def _token(scope: Scope) -> str | None:

@@ -1,0 +1,1 @@
+export function DashboardPage() { return <h2>dashboard</h2>; }

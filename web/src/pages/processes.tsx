@@ -1,0 +1,1 @@
+export function ProcessesPage() { return <h2>processes</h2>; }

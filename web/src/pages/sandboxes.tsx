@@ -1,0 +1,1 @@
+export function SandboxesPage({ id }: { id?: string }) { return <h2>sandboxes {id}</h2>; }

@@ -1,0 +1,1 @@
+export function SupervisorsPage() { return <h2>supervisors</h2>; }
