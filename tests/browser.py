@@ -1,7 +1,7 @@
 """The dashboard's browser tests' fixtures: a real ``arsenal serve`` on a demo node of its own,
 and Debian's Chromium driven by Playwright (the Python package, pointed at the system browser).
 
-Import the fixtures into a test module (``from .browser import dashboard, page, ...``). Each
+``tests/conftest.py`` loads this module as a plugin, so every test module has the fixture. Each
 test gets a fresh browser context, logged in as an admin unless it asks otherwise; an uncaught
 error in the page fails the test. ``shot(page, name)`` saves a screenshot to
 ``artifacts/screenshots`` (the README shows copies from ``docs/screenshots``).
@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,7 +85,18 @@ def dashboard(built: None, cookie: str) -> Iterator[Dashboard]:
     home = Path(tempfile.mkdtemp(prefix="arsenal-web-home-"))
     env = {**os.environ, "ARSENAL_HOME": str(home), "ARSENAL_COOKIE": cookie}
     made = subprocess.run(
-        [sys.executable, "-m", "arsenal.cli.main", "keys", "create", "--role", "admin", "--name", "web-admin", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "arsenal.cli.main",
+            "keys",
+            "create",
+            "--role",
+            "admin",
+            "--name",
+            "web-admin",
+            "--json",
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -95,7 +106,18 @@ def dashboard(built: None, cookie: str) -> Iterator[Dashboard]:
     port = _free_port()
     log = open(home / "serve.log", "wb")  # noqa: SIM115 - closed at teardown
     server = subprocess.Popen(
-        [sys.executable, "-m", "arsenal.cli.main", "serve", "--node", node.name, "--node", erl.name, "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "arsenal.cli.main",
+            "serve",
+            "--node",
+            node.name,
+            "--node",
+            erl.name,
+            "--port",
+            str(port),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
@@ -121,7 +143,9 @@ def _wait_for(url: str, key: str, server: subprocess.Popen[bytes], home: Path) -
         if server.poll() is not None:
             raise AssertionError(f"arsenal serve exited: {(home / 'serve.log').read_text()[-2000:]}")
         try:
-            if httpx.get(f"{url}/api/v1/nodes", headers={"Authorization": f"Bearer {key}"}, timeout=2).is_success:
+            if httpx.get(
+                f"{url}/api/v1/nodes", headers={"Authorization": f"Bearer {key}"}, timeout=2
+            ).is_success:
                 return
         except httpx.TransportError:
             pass
@@ -178,6 +202,3 @@ def shot(page, name: str) -> Path:  # type: ignore[no-untyped-def]
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path))
     return path
-
-
-Eventually = Callable[[], bool]

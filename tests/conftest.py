@@ -18,6 +18,9 @@ from arsenal.dist import LocalNode
 
 from .nodes import ROOT, BeamNode, elixir_demo_node, erl_node
 
+# The dashboard's browser fixtures (dashboard, browser, page, anonymous_page).
+pytest_plugins = ["tests.browser"]
+
 COOKIE = "arsenal_test_" + secrets.token_hex(8)
 # Arsenal's data directory (its SQLite store) is the test run's own, never ~/.arsenal.
 os.environ["ARSENAL_HOME"] = tempfile.mkdtemp(prefix="arsenal-test-home-")

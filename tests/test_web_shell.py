@@ -7,7 +7,7 @@ import re
 import httpx
 from playwright.sync_api import expect
 
-from .browser import Dashboard, anonymous_page, browser, dashboard, log_in, page, shot  # noqa: F401
+from .browser import Dashboard, log_in, shot
 
 
 def test_the_page_and_its_assets_need_no_key_and_carry_a_strict_policy(dashboard: Dashboard) -> None:
