@@ -475,10 +475,31 @@ async def test_websocket_channels(make_node, cookie) -> None:
             assert update["type"] == "update" and update["channel"] == "system:metrics"
             assert update["data"]["process_count"] > 10 and update["data"]["memory_total"] > 0
             assert update["data"]["run_queue"] >= 0 and update["data"]["node"] == target.name
+            # What the system dashboard charts, from one agent call per push.
+            first = update["data"]
+            assert first["process_count"] <= first["process_limit"]
+            assert 0 < first["atom_count"] <= first["atom_limit"]
+            assert first["port_count"] <= first["port_limit"] and first["ets_count"] > 0
+            assert first["memory"]["total"] == first["memory_total"] and first["memory"]["binary"] > 0
+            assert len(first["run_queues"]) == first["schedulers"] and first["uptime_ms"] > 0
+            assert first["scheduler_utilization"] is None  # needs two samples
+            second = (await ws.receive_json(timeout=10))["data"]
+            usage = second["scheduler_utilization"]
+            assert len(usage) == second["schedulers"] and all(0.0 <= u <= 1.0 for u in usage)
+            assert second["scheduler_utilization_avg"] == pytest.approx(sum(usage) / len(usage))
+            assert second["sampled_at"] > first["sampled_at"] and second["uptime_ms"] > first["uptime_ms"]
             await ws.send_json({"unsubscribe": "system:metrics"})
             while (message := await ws.receive_json(timeout=10))["type"] == "update":
                 pass
             assert message == {"type": "unsubscribed", "channel": "system:metrics"}
+            # The loop held scheduler_wall_time only while it ran: the VM turns it back off.
+            beam = service.pool.get()
+            wall_time = [Atom("scheduler_wall_time")]
+            for _ in range(100):
+                if await beam.call("erlang", "statistics", wall_time) == Atom("undefined"):
+                    break
+                await asyncio.sleep(0.05)
+            assert await beam.call("erlang", "statistics", wall_time) == Atom("undefined")
 
             info = await service.run("get_process_info", {"pid": "demo_worker_1", "fields": ["status"]})
             pid = info.model_dump()["pid"]

@@ -71,7 +71,9 @@ API_DESCRIPTION = f"""Every Arsenal operation over HTTP, generated from the oper
 * `{API_PREFIX}/ws` is a WebSocket: send `{{"subscribe": "system:metrics"}}`, `{{"subscribe":
   "process:<0.123.0>"}}` or `{{"subscribe": "supervisor:NAME"}}` (and `{{"unsubscribe": ...}}`).
 
-There is no authentication yet: serve it on loopback only.
+Every route but this document and the dashboard's page needs an API key: `Authorization: Bearer
+<key>` (a WebSocket may pass `?access_token=<key>`); `GET {API_PREFIX}/session` says the key's role
+and grants. See docs/security.md.
 """
 
 

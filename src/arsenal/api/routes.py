@@ -45,6 +45,7 @@ RESERVED = {
     ("GET", "/api/v1/ws"),
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/api/v1/docs"),
+    ("GET", "/api/v1/session"),
 }
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -180,20 +181,66 @@ class _Socket:
                 await self.error(as_operation_error(exc, channel), channel)
 
     async def _metrics(self, channel: str, interval: float, node_name: str | None) -> None:
-        while True:
-            try:
-                node = self.service.pool.get(check_node(node_name))
-                sample = {
-                    "node": node.name,
-                    "process_count": await node.call("erlang", "system_info", [Atom("process_count")]),
-                    "memory_total": await node.call("erlang", "memory", [Atom("total")]),
-                    "run_queue": await node.call("erlang", "statistics", [Atom("run_queue")]),
-                }
-            except Exception as exc:
-                await self.error(as_operation_error(exc, channel), channel)
-            else:
-                await self.send({"type": "update", "channel": channel, "data": sample})
-            await asyncio.sleep(interval)
+        """Push the node's vital signs every ``interval``: what the system dashboard shows and charts.
+
+        One agent call per push, ``arsenal_agent_vitals:vitals/0`` (the node sampler's: counters the
+        VM keeps anyway, O(schedulers)). Each push carries ``node, process_count, memory_total,
+        run_queue`` (normal + dirty CPU queues, as ``statistics(run_queue)``) and, with the agent:
+        ``sampled_at`` (unix seconds), ``process_limit``, ``port_count``/``port_limit``,
+        ``atom_count``/``atom_limit``, ``ets_count``/``ets_limit``, ``memory`` (bytes by type, as
+        ``erlang:memory()``), ``run_queues`` (per normal scheduler), ``dirty_cpu_run_queue``,
+        ``dirty_io_run_queue``, ``schedulers``, ``schedulers_online``, ``reductions``,
+        ``runtime_ms``, ``uptime_ms``, ``scheduler_utilization`` (busy share 0..1 per normal
+        scheduler since the previous push; null on the first) and ``scheduler_utilization_avg``.
+
+        Utilisation needs the scheduler_wall_time flag: the loop holds it on the node while it runs
+        (a holder process of the agent watching a Python process of ours, as the node sampler does;
+        a reconnect gets a new one), and closing ours on the way out lets the VM turn it back off.
+        A node attached without the agent gets the first four fields only (three plain calls).
+        """
+        from ..dist import Process
+        from ..telemetry.sampler import VITALS_MODULE
+
+        holder: Process | None = None
+        held_on: object = None  # the connection the holder was started on
+        wall: dict[int, tuple[int, int]] | None = None
+        timeout = min(5.0, max(interval, 1.0))
+        try:
+            while True:
+                try:
+                    node = self.service.pool.get(check_node(node_name))
+                    if not node.use_agent:
+                        call = node.call
+                        sample: dict[str, Any] = {
+                            "node": node.name,
+                            "process_count": await call("erlang", "system_info", [Atom("process_count")]),
+                            "memory_total": await call("erlang", "memory", [Atom("total")]),
+                            "run_queue": await call("erlang", "statistics", [Atom("run_queue")]),
+                        }
+                    else:
+                        connection = node.connection  # NodeDown while it is down
+                        if holder is None or holder.closed or held_on is not connection:
+                            if holder is not None:
+                                with contextlib.suppress(Exception):
+                                    await holder.close()
+                            holder, held_on, wall = node.spawn_process(mailbox_size=1), connection, None
+                            await node.agent_call("hold", [holder.pid], timeout, module=VITALS_MODULE)
+                        raw = await node.agent_call("vitals", [], timeout, module=VITALS_MODULE)
+                        sample = _vitals_sample(node.name, raw)
+                        current = _wall_time(raw[Atom("scheduler_wall_time")])
+                        usage = _utilization(wall, current)
+                        wall = current
+                        sample["scheduler_utilization"] = usage
+                        sample["scheduler_utilization_avg"] = sum(usage) / len(usage) if usage else None
+                except Exception as exc:
+                    await self.error(as_operation_error(exc, channel), channel)
+                else:
+                    await self.send({"type": "update", "channel": channel, "data": sample})
+                await asyncio.sleep(interval)
+        finally:
+            if holder is not None:
+                with contextlib.suppress(Exception):  # a dead connection ends the holder by itself
+                    await holder.close()
 
     async def _watch(
         self, channel: str, interval: float, node: str | None, operation: str, params: dict[str, Any]
@@ -325,3 +372,48 @@ def add_websocket(app: FastAPI, service: Arsenal) -> None:
             pass
         finally:
             await socket.close()
+
+
+# --- system:metrics: the vitals sample as pushed (see _Socket._metrics) ---
+_VITAL_COUNTS = (
+    "process_count", "process_limit", "port_count", "port_limit", "atom_count", "atom_limit",
+    "ets_count", "ets_limit", "schedulers", "schedulers_online", "dirty_cpu_run_queue",
+    "dirty_io_run_queue", "reductions", "runtime_ms", "uptime_ms",
+)  # fmt: skip
+
+
+def _vitals_sample(name: str, raw: Any) -> dict[str, Any]:
+    sample: dict[str, Any] = {"node": name, "sampled_at": time.time()}
+    sample.update({key: int(raw[Atom(key)]) for key in _VITAL_COUNTS})
+    memory = {str(kind): int(size) for kind, size in raw[Atom("memory")].items()}
+    run_queues = [int(n) for n in raw[Atom("run_queues")]]
+    sample.update(
+        memory_total=memory.get("total", 0),
+        memory=memory,
+        run_queues=run_queues,
+        run_queue=sum(run_queues) + sample["dirty_cpu_run_queue"],
+    )
+    return sample
+
+
+def _wall_time(raw: Any) -> dict[int, tuple[int, int]] | None:
+    """``{scheduler id: (active, total)}``, or None while scheduler_wall_time is off."""
+    if not isinstance(raw, list):
+        return None
+    return {int(id_): (int(active), int(total)) for id_, active, total in raw}
+
+
+def _utilization(
+    previous: dict[int, tuple[int, int]] | None, current: dict[int, tuple[int, int]] | None
+) -> list[float] | None:
+    """Busy share per normal scheduler between two wall-time samples (scheduler order)."""
+    if previous is None or current is None:
+        return None
+    usage: list[float] = []
+    for id_ in sorted(current):
+        active, total = current[id_]
+        before = previous.get(id_)
+        if before is None or total <= before[1]:
+            return None  # the counters were reset (the flag went off and on): wait for the next
+        usage.append(min(1.0, max(0.0, (active - before[0]) / (total - before[1]))))
+    return usage or None

@@ -316,8 +316,9 @@ def demo(
 
         key = _demo_key()
         console.print(
-            f"\n[bold]Arsenal's API[/bold] is at http://127.0.0.1:{port}/api/v1 (interactive docs: "
-            f"http://127.0.0.1:{port}/api/v1/docs). Every request needs an API key; this admin key was "
+            f"\n[bold]The dashboard[/bold] is at http://127.0.0.1:{port}/ and Arsenal's API at "
+            f"http://127.0.0.1:{port}/api/v1 (interactive docs: http://127.0.0.1:{port}/api/v1/docs). "
+            "Log in to the dashboard with this admin key, which every API request needs too; it was "
             "made for the demo and is shown only now:\n"
             f"  {key}\n"
             f"  curl -H 'Authorization: Bearer {key}' http://127.0.0.1:{port}/api/v1/processes?limit=5\n"

@@ -171,9 +171,11 @@ def serve_nodes(
                 ssl_keyfile=tls[1],
             )
             server = uvicorn.Server(config)
+            scheme = "https" if tls[0] else "http"
             errors.print(
-                f"serving {', '.join(n.name for n in service.pool.nodes)} on http://{host}:{port}/api/v1 "
-                f"(docs: http://{host}:{port}/api/v1/docs)",
+                f"serving {', '.join(n.name for n in service.pool.nodes)}: the dashboard at "
+                f"{scheme}://{host}:{port}/, the API at {scheme}://{host}:{port}/api/v1 "
+                f"(docs: {scheme}://{host}:{port}/api/v1/docs)",
                 highlight=False,
             )
             await server.serve()
