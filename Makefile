@@ -43,6 +43,7 @@ bench: setup
 	$(UV) run python benchmarks/trace_overhead.py
 	$(UV) run python benchmarks/sandbox.py
 	$(UV) run python benchmarks/sampling_overhead.py
+	$(UV) run python benchmarks/cluster.py
 
 clean:
 	rm -rf src/arsenal/web/static src/arsenal/agent/ebin demo/erlang/ebin demo/elixir/_build .pytest_cache

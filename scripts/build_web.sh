@@ -13,5 +13,6 @@ fi
 if [ -f "$out" ] && [ -z "$(find src index.html favicon.svg build.mjs package-lock.json -newer "$out" -print -quit)" ]; then
   exit 0
 fi
+npx --no-install tsc --noEmit  # the types are checked here: esbuild only strips them
 node build.mjs
 echo "web: built the dashboard into ${out%/index.html}"

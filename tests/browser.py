@@ -153,12 +153,17 @@ def _wait_for(url: str, key: str, server: subprocess.Popen[bytes], home: Path) -
     raise AssertionError("arsenal serve did not answer within 90 s")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    """Chromium for one test module. Not for the whole session: Playwright's sync API keeps its
+    event loop current while it runs, and asyncio tests of a later module would find it there."""
     if not Path(CHROMIUM).exists():
         pytest.skip("no chromium: `make test` installs it as root (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # The pages wait on real nodes, on a machine that may be busy: expectations wait as long as
+    # actions do (they still pass the moment the condition holds).
+    expect.set_options(timeout=20_000)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield launched

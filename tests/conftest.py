@@ -19,7 +19,7 @@ from arsenal.dist import LocalNode
 from .nodes import ROOT, BeamNode, elixir_demo_node, erl_node
 
 # The dashboard's browser fixtures (dashboard, browser, page, anonymous_page).
-pytest_plugins = ["tests.browser"]
+pytest_plugins = ["tests.browser", "tests.cluster"]
 
 COOKIE = "arsenal_test_" + secrets.token_hex(8)
 # Arsenal's data directory (its SQLite store) is the test run's own, never ~/.arsenal.

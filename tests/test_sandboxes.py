@@ -238,11 +238,13 @@ async def test_hot_swap_keeps_state_and_every_version_can_come_back(arsenal: Ars
         (1, "initial", False),
         (2, "hot swap", True),
     ]
+    assert versions.source == COUNTER_V2  # the current version's, to edit again
     back = await arsenal.run("rollback_module", {"sandbox_id": "swap", "module": "Counter", "version": 1})
     assert back.version == 3
     versions = await arsenal.run("list_module_versions", {"sandbox_id": "swap", "module": "Counter"})
     assert versions.versions[-1].note == "rollback to v1"
     assert versions.versions[-1].md5 == versions.versions[0].md5
+    assert versions.source == COUNTER_V1  # v1's source is current again
     error = await error_of(
         arsenal.run("rollback_module", {"sandbox_id": "swap", "module": "Counter", "version": 9})
     )

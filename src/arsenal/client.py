@@ -39,9 +39,26 @@ class Arsenal:
         # Live trace sessions and the store (ARSENAL_HOME, or ``home``) belong to this Arsenal.
         self.services = Services(home)
 
-    async def attach(self, name: str, **options: Any) -> NodeClient:
-        """Attach to ``name`` (options as :class:`arsenal.beam.Node`)."""
-        return NodeClient(self, await self.pool.attach(name, **options))
+    async def attach(self, name: str, *, discover: bool = False, **options: Any) -> NodeClient:
+        """Attach to ``name`` (options as :class:`arsenal.beam.Node`).
+
+        ``discover``: also attach the node's visible peers (``nodes()``; hidden ones are only
+        reported), and from now on follow every attached node: visible nodes that join are
+        attached, those that leave are marked down (see :mod:`arsenal.cluster.membership`)."""
+        node = await self.pool.attach(name, **options)
+        if discover:
+            await self.discover(node.name, **options)
+        return NodeClient(self, node)
+
+    async def discover(self, name: str | None = None, **options: Any) -> Any:
+        """Discover the cluster of attached node ``name`` (default: the first) and follow it;
+        the :class:`arsenal.cluster.membership.Discovery` found."""
+        from .cluster.membership import ClusterMembership
+
+        membership = self.services.get(ClusterMembership)
+        found = await membership.discover(self.pool, self.pool.get(name), attach=True, **options)
+        membership.enable(self.pool, attach_new=True, **options)
+        return found
 
     async def detach(self, name: str) -> None:
         await self.pool.detach(name)

@@ -16,10 +16,19 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .sandbox.launcher import HOST, BeamProcess, LaunchError, LaunchSpec, kill_group
 
-__all__ = ["READY_EXPR", "READY_MARKER", "DemoError", "DemoNode", "arsenal_home", "ensure_erlang_cookie"]
+__all__ = [
+    "READY_EXPR",
+    "READY_MARKER",
+    "DemoError",
+    "DemoNode",
+    "arsenal_home",
+    "ensure_erlang_cookie",
+    "start_demo_cluster",
+]
 
 DEMO_APP = "arsenal_demo"
 READY_MARKER = "ARSENAL_DEMO_READY"
@@ -149,3 +158,27 @@ class DemoNode:
             kill_group(pid)
         self.pid_file.unlink(missing_ok=True)
         return True
+
+
+def start_demo_cluster(size: int, timeout: float = 60.0) -> Any:
+    """A local cluster of ``size`` meshed demo nodes (``arsenal demo --cluster N``): the Elixir demo
+    on the first, the plain-Erlang demo tree on the others, all with ``~/.erlang.cookie``. Blocks
+    until meshed; the nodes halt when this process exits (kill them sooner with ``kill_all``)."""
+    import asyncio
+
+    from .cluster.local import ClusterError, LocalCluster
+
+    ensure_erlang_cookie()
+    cluster = LocalCluster(
+        size, prefix=DEMO_APP, elixir_ebin=DemoNode().build(), log_dir=arsenal_home() / "demo"
+    )
+
+    async def start() -> None:
+        await cluster.start(timeout)
+        await cluster.disconnect()  # its connections belong to this event loop only
+
+    try:
+        asyncio.run(start())
+    except ClusterError as exc:
+        raise DemoError(str(exc)) from None
+    return cluster

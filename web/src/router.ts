@@ -20,6 +20,7 @@ export function useRoute(): Route {
   const [route, setRoute] = useState(parseHash());
   useEffect(() => {
     const update = () => setRoute(parseHash());
+    update(); // a change between the first render and this effect would otherwise be missed
     window.addEventListener("hashchange", update);
     return () => window.removeEventListener("hashchange", update);
   }, []);

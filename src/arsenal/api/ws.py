@@ -8,12 +8,15 @@ Client messages (JSON objects)::
     {"subscribe": "trace:0123456789ab"}       # a running trace session's events, then its end
     {"subscribe": "intercept:0123456789ab"}   # what a running interception's rules did, then its end
     {"subscribe": "alerts"}                   # alerts as they fire: {"type": "alert", "channel", "data"}
+    {"subscribe": "cluster"}                  # nodes joining and leaving the attached cluster
     {"unsubscribe": "system:metrics"}
 
 Server messages: ``{"type": "subscribed"|"unsubscribed", "channel"}``, ``{"type": "update",
 "channel", "data"}``, ``{"type": "exit", "channel", "data": {"pid", "alive": false, "reason"}}``
 (the process is gone — with its exit reason when the registry has ``monitor_process``; the
-subscription ends), ``{"type": "error", "channel"?, "errors": [...]}`` (same error objects as
+subscription ends), ``system:metrics`` updates carry one vitals sample (process, port, atom and ETS
+counts and limits, memory by type, run queues, scheduler utilisation — null on the first push),
+``{"type": "error", "channel"?, "errors": [...]}`` (same error objects as
 REST), ``{"type": "trace", "channel", "data": {"events": [...], "dropped"}}`` and, when the
 session ends, ``{"type": "trace_end", "channel", "data": {"id", "reason", "events"}}``; the same
 for interceptions: ``{"type": "intercept", "channel", "data": {"events", "counters", "dropped"}}``
@@ -164,10 +167,15 @@ class _Socket:
             interceptions = self.service.services.get(InterceptionManager)
             intercept_watcher = interceptions.watch(target)
             return lambda: self._intercept(channel, interceptions, target, intercept_watcher)
+        if channel == "cluster":  # --- issue 9: cluster joins and leaves (see cluster.membership) ---
+            from ..cluster.membership import ClusterMembership, push_events
+
+            membership = self.service.services.get(ClusterMembership)
+            return lambda: push_events(self.send, channel, membership)
         raise OperationError(
             ErrorCode.not_found,
             f"no channel {channel!r}; channels: system:metrics, process:<pid>, supervisor:<name>, "
-            "trace:<id>, intercept:<id>",
+            "trace:<id>, intercept:<id>, alerts, cluster",
         )
 
     async def _guard(self, channel: str, loop: Callable[[], Awaitable[None]]) -> None:
@@ -204,6 +212,7 @@ class _Socket:
         holder: Process | None = None
         held_on: object = None  # the connection the holder was started on
         wall: dict[int, tuple[int, int]] | None = None
+        wall_on: object = None  # the connection the last wall-time sample came over (a new VM restarts them)
         timeout = min(5.0, max(interval, 1.0))
         try:
             while True:
@@ -219,12 +228,25 @@ class _Socket:
                         }
                     else:
                         connection = node.connection  # NodeDown while it is down
+                        if connection is not wall_on:
+                            wall, wall_on = None, connection
                         if holder is None or holder.closed or held_on is not connection:
                             if holder is not None:
                                 with contextlib.suppress(Exception):
                                     await holder.close()
-                            holder, held_on, wall = node.spawn_process(mailbox_size=1), connection, None
-                            await node.agent_call("hold", [holder.pid], timeout, module=VITALS_MODULE)
+                            holder, held_on = None, None
+                            owner = node.spawn_process(mailbox_size=1)
+                            try:
+                                await node.agent_call("hold", [owner.pid], timeout, module=VITALS_MODULE)
+                            except BaseException as exc:
+                                with contextlib.suppress(Exception):
+                                    await owner.close()
+                                if not isinstance(exc, Exception):
+                                    raise
+                                # Best effort: the figures still come, utilisation stays null, and
+                                # the next push tries again.
+                            else:
+                                holder, held_on = owner, connection
                         raw = await node.agent_call("vitals", [], timeout, module=VITALS_MODULE)
                         sample = _vitals_sample(node.name, raw)
                         current = _wall_time(raw[Atom("scheduler_wall_time")])

@@ -284,8 +284,23 @@ def demo(
     stop: Annotated[bool, typer.Option("--stop", help="Stop the demo node.")] = False,
     serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the API until Ctrl-C.")] = True,
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port of the API.")] = 4000,
+    cluster: Annotated[
+        int,
+        typer.Option(
+            "--cluster",
+            min=0,
+            max=10,
+            help="Start a local cluster of N demo nodes instead (the Elixir demo and plain Erlang ones), "
+            "discover and serve it; the nodes stop with this command.",
+        ),
+    ] = 0,
 ) -> None:
     """Start the bundled Elixir demo node, attach to it, show how to reach it, and serve the API."""
+    if cluster:
+        from .commands.cluster import demo_cluster
+
+        demo_cluster(cluster, serve=serve, port=port)
+        return
     demo_node = DemoNode()
     if stop:
         stopped = _run_sync(demo_node.stop)

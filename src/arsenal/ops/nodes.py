@@ -93,11 +93,31 @@ class NodeNameParams(Params):
 class AttachNodeParams(NodeNameParams):
     read_only: bool = Field(False, description="Refuse every write operation on this node.")
     reconnect: bool = Field(True, description="Reconnect by itself when the connection drops.")
+    discover: bool = Field(
+        False,
+        description="Also attach the node's visible peers (nodes(); hidden ones are only reported) and "
+        "follow the cluster: nodes that join are attached, those that leave are marked down.",
+    )
+
+
+class DiscoveryFailure(Result):
+    node: str
+    reason: str = Field(description="The error code attaching it failed with (forbidden: another cookie).")
+    message: str
+
+
+class DiscoveryResult(Result):
+    visible: list[str] = Field(description="The node's nodes().")
+    hidden: list[str] = Field(description="The node's nodes(hidden): reported, never attached.")
+    attached: list[str]
+    already_attached: list[str]
+    failed: list[DiscoveryFailure]
 
 
 class AttachedNode(Result):
     node: NodeRow
     already_attached: bool
+    discovery: DiscoveryResult | None = Field(None, description="With discover=true: what was found.")
 
 
 def _full_name(name: str) -> str:
@@ -137,7 +157,27 @@ class AttachNode(Operation[AttachNodeParams, AttachedNode]):
         else:
             node = await ctx.pool.attach(full, read_only=params.read_only, reconnect=params.reconnect)
         default = ctx.pool.nodes[0] is node
-        return AttachedNode(node=_row(node, default), already_attached=existing is not None)
+        discovery = await _discover(ctx, node, params) if params.discover else None
+        return AttachedNode(
+            node=_row(node, default), already_attached=existing is not None, discovery=discovery
+        )
+
+
+async def _discover(ctx: Context, node: Node, params: AttachNodeParams) -> DiscoveryResult:
+    """Attach the node's visible peers the same way, and follow the cluster from now on."""
+    from ..cluster.membership import ClusterMembership
+
+    membership = ctx.services.get(ClusterMembership)
+    options = {"read_only": params.read_only, "reconnect": params.reconnect}
+    found = await membership.discover(ctx.pool, node, attach=True, **options)
+    membership.enable(ctx.pool, attach_new=True, **options)
+    return DiscoveryResult(
+        visible=found.visible,
+        hidden=found.hidden,
+        attached=found.attached,
+        already_attached=found.already_attached,
+        failed=[DiscoveryFailure(**failure) for failure in found.failed],
+    )
 
 
 class DetachedNode(Result):

@@ -705,6 +705,11 @@ class VersionInfo(Result):
 class VersionList(Result):
     module: str
     versions: list[VersionInfo]
+    source: str | None = Field(
+        None,
+        description="The current version's source, to edit and hot swap again (null when it was "
+        "loaded without source); the others' stay in the store (a rollback loads one).",
+    )
 
 
 @register
@@ -745,6 +750,7 @@ class ListModuleVersions(Operation[ModuleParams, VersionList]):
                 )
                 for v in versions
             ],
+            source=versions[-1].source,
         )
 
 

@@ -6,8 +6,8 @@
 // figures, says so, and charting resumes when pushes come back (the socket's subscription stays).
 import uPlot from "uplot";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { get, post } from "../api";
-import { ErrorBox, Loading, useApi } from "../components";
+import { ApiError, get, post } from "../api";
+import { ErrorBox, Loading, useApi, type Async } from "../components";
 import { bytes, count, duration, percent } from "../format";
 import { useCurrentNode } from "../nodes";
 import { may } from "../session";
@@ -159,11 +159,23 @@ export function DashboardPage() {
 }
 
 /** The live part: one subscription for this node, the samples in a History, redrawn per push. */
-function useMetrics(name: string): { sample: Sample | null; history: History; version: number; down: unknown } {
+interface Metrics {
+  sample: Sample | null;
+  history: History;
+  version: number;
+  down: string | null; // why the node does not answer (node_down, timeout), while it does not
+  refused: ApiError | null; // any other error of the channel (a key not allowed this node, ...)
+}
+
+/** Errors that mean "the node is away for now": the loop goes on and pushes again when it is back. */
+const AWAY = new Set(["node_down", "timeout"]);
+
+function useMetrics(name: string): Metrics {
   const history = useRef(new History()).current;
   const [sample, setSample] = useState<Sample | null>(null);
   const [version, setVersion] = useState(0);
-  const [down, setDown] = useState<unknown>(null);
+  const [down, setDown] = useState<string | null>(null);
+  const [refused, setRefused] = useState<ApiError | null>(null);
   useEffect(
     () =>
       live.subscribe(
@@ -175,39 +187,58 @@ function useMetrics(name: string): { sample: Sample | null; history: History; ve
             history.push(data.sampled_at ?? Date.now() / 1000, values(data));
             setSample(data);
             setDown(null);
+            setRefused(null);
             setVersion((v) => v + 1);
           } else if (message.type === "error") {
-            // node_down and timeouts come every interval while the node is away; the loop goes on.
+            const error = message.errors?.[0];
             history.gap();
-            setDown(message.errors?.[0]?.detail ?? "the node does not answer");
             setVersion((v) => v + 1);
+            if (!error || AWAY.has(error.code)) setDown(error?.detail ?? "the node does not answer");
+            else setRefused(new ApiError(error.code, error.status, error.detail));
           }
         },
         { node: name, interval: INTERVAL },
       ),
     [name],
   );
-  return { sample, history, version, down };
+  return { sample, history, version, down, refused };
+}
+
+/** Counts the node's returns (down, then up again): what was read before is read again. */
+function useReturns(isDown: boolean): number {
+  const [returns, setReturns] = useState(0);
+  const wasDown = useRef(isDown);
+  useEffect(() => {
+    if (wasDown.current && !isDown) setReturns((n) => n + 1);
+    wasDown.current = isDown;
+  }, [isDown]);
+  return returns;
 }
 
 function NodeDashboard({ name, connected }: { name: string; connected: boolean }) {
-  const { sample, history, version, down } = useMetrics(name);
+  const { sample, history, version, down, refused } = useMetrics(name);
   const isDown = !connected || down !== null;
-  // The facts change only with a restart: read again when the node is back.
-  const info = useApi(() => get<SystemInfo>("/system/metrics", {}, name), [name, isDown]);
+  const returns = useReturns(isDown);
+  // The facts change only with a restart: read again when the node is back, the last kept meanwhile.
+  const info = useApi(() => get<SystemInfo>("/system/metrics", {}, name), [name, returns]);
+  const lastInfo = useRef<SystemInfo | undefined>(undefined);
+  if (info.data) lastInfo.current = info.data;
+  // A scan of the node's processes inside the VM (about 0.3 s at 100 000): every 30 s, not per push.
+  const health = useApi(() => get<Health>("/system/health", {}, name), [name, returns], 30_000);
   const schedulers = sample?.scheduler_utilization?.length ?? sample?.schedulers ?? 0;
 
   return (
     <div class="dashboard" data-samples={history.x.length}>
-      <Facts name={name} info={info.data} sample={sample} isDown={isDown} />
-      {info.error !== null && !info.data && <ErrorBox error={info.error} retry={info.reload} />}
+      <Facts name={name} info={lastInfo.current} sample={sample} isDown={isDown} health={health.data} />
+      {info.error !== null && !lastInfo.current && !isDown && <ErrorBox error={info.error} retry={info.reload} />}
       {isDown && (
         <div class="notice dash-down" role="status">
-          {name} is not answering{typeof down === "string" ? `: ${down}` : ""}.{" "}
+          {name} is not answering{down ? `: ${down}` : ""}.{" "}
           {sample ? "The figures below are the last ones received; charting resumes when it is back." : ""}
         </div>
       )}
-      {!sample && !isDown && <Loading what="waiting for the first sample" />}
+      {refused && <ErrorBox error={refused} />}
+      {!sample && !isDown && !refused && <Loading what="waiting for the first sample" />}
       {sample && <Figures sample={sample} />}
       <div class="dash-charts">
         <Chart
@@ -218,6 +249,7 @@ function NodeDashboard({ name, connected }: { name: string; connected: boolean }
           history={history}
           version={version}
           format={bytes}
+          axisFormat={bytesShort}
         />
         <Chart
           title="Scheduler utilisation"
@@ -269,7 +301,7 @@ function NodeDashboard({ name, connected }: { name: string; connected: boolean }
         />
       </div>
       <div class="dash-lower">
-        <HealthPanel name={name} isDown={isDown} />
+        <HealthPanel health={health} isDown={isDown} />
         <AlertsPanel name={name} />
       </div>
     </div>
@@ -287,11 +319,13 @@ function Facts({
   info,
   sample,
   isDown,
+  health,
 }: {
   name: string;
   info: SystemInfo | undefined;
   sample: Sample | null;
   isDown: boolean;
+  health: Health | undefined;
 }) {
   const uptime = sample?.uptime_ms != null ? sample.uptime_ms / 1000 : info?.uptime_seconds;
   return (
@@ -311,8 +345,23 @@ function Facts({
         value={info ? `${info.schedulers_online}/${info.schedulers} · dirty ${info.dirty_cpu_schedulers}+${info.dirty_io_schedulers}` : undefined}
       />
       <Fact label="arch" value={info?.system_architecture} />
+      {health && (
+        <a
+          class={`fact health-badge ${isDown ? "dim" : healthTone(health)}`}
+          href="#/"
+          onClick={scrollToHealth}
+          title={isDown ? "the last score, from before the node went down" : "the health panel below"}
+        >
+          health {health.score} · {health.status}
+        </a>
+      )}
     </div>
   );
+}
+
+function scrollToHealth(e: Event): void {
+  e.preventDefault(); // the hash is the route: scroll instead of navigating
+  document.querySelector(".dash-health")?.scrollIntoView({ behavior: "smooth", block: "start" });
 }
 
 function Fact({ label, value }: { label: string; value: string | undefined }) {
@@ -331,24 +380,28 @@ function Figures({ sample }: { sample: Sample }) {
       <div class="figure" data-figure="memory">
         <div class="figure-label">Memory</div>
         <div class="figure-value">{bytes(sample.memory_total)}</div>
-        <table class="memory-types">
-          <tbody>
-            {MEMORY_TYPES.slice(1).map((type) => (
-              <tr key={type} data-memory={type}>
-                <td class="dim">{type}</td>
-                <td class="num">{bytes(memory[type])}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+        <div class="memory-types">
+          {MEMORY_TYPES.slice(1).map((type) => (
+            <span key={type} data-memory={type} title={`${count(memory[type])} bytes`}>
+              <span class="dim">{type}</span>
+              <span class="num">{bytes(memory[type])}</span>
+            </span>
+          ))}
+        </div>
       </div>
       <div class="figure" data-figure="run_queue">
         <div class="figure-label">Run queue</div>
         <div class="figure-value">{count(sample.run_queue)}</div>
-        <div class="figure-sub dim">
-          {sample.run_queues ? `per scheduler ${sample.run_queues.join(" ")}` : ""}
-          {sample.dirty_io_run_queue != null ? ` · dirty IO ${sample.dirty_io_run_queue}` : ""}
-        </div>
+        {sample.run_queues && (
+          <div class="figure-sub dim" title="the normal schedulers' queues, in scheduler order">
+            per scheduler <span class="mono">{sample.run_queues.join(" ")}</span>
+          </div>
+        )}
+        {sample.dirty_cpu_run_queue != null && (
+          <div class="figure-sub dim">
+            dirty CPU {sample.dirty_cpu_run_queue} · IO {sample.dirty_io_run_queue ?? 0}
+          </div>
+        )}
       </div>
       <div class="figure" data-figure="schedulers">
         <div class="figure-label">Scheduler usage</div>
@@ -403,6 +456,7 @@ function Chart({
   format,
   range,
   floor,
+  axisFormat,
 }: {
   title: string;
   names: string[];
@@ -414,6 +468,7 @@ function Chart({
   format: (v: number) => string;
   range?: [number, number];
   floor?: number; // the y axis shows at least 0..floor (a queue of 0 is a flat line at the bottom)
+  axisFormat?: (v: number) => string; // shorter than `format`, for the ticks
 }) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
@@ -428,7 +483,8 @@ function Chart({
       legend: { show: true, live: true },
       cursor: { drag: { x: false, y: false } },
       scales: {
-        x: { time: true },
+        // At least a minute wide, so the first few points do not spread over the whole chart.
+        x: { time: true, range: (_u, min, max) => [Math.min(min, max - 60), max] },
         y: {
           range: (_u, min, max) =>
             range ?? [0, Math.max(floor ?? 0, max > 0 ? max * 1.1 : 1, min)],
@@ -436,7 +492,7 @@ function Chart({
       },
       axes: [
         { ...axis, size: 24 },
-        { ...axis, size: 64, values: (_u, ticks) => ticks.map((t) => format(t)) },
+        { ...axis, size: 66, values: (_u, ticks) => ticks.map((t) => (axisFormat ?? format)(t)) },
       ],
       series: [
         { label: "time" },
@@ -444,8 +500,11 @@ function Chart({
           label: labels[i],
           stroke: colors[i % colors.length],
           width: widths[i] ?? 1.25,
-          points: { show: false },
-          value: (_u: uPlot, v: number | null) => (v == null ? "—" : format(v)),
+          // Off the cursor, the legend shows the latest value (uPlot's default is a dash).
+          value: (u: uPlot, v: number | null, sidx: number, idx: number | null) => {
+            const shown = idx == null ? latest(u.data[sidx]) : v;
+            return shown == null ? "—" : format(shown);
+          },
         })),
       ],
     };
@@ -472,13 +531,26 @@ function Chart({
   );
 }
 
+function latest(column: ArrayLike<number | null | undefined>): number | null {
+  for (let i = column.length - 1; i >= 0; i--) if (column[i] != null) return column[i] as number;
+  return null;
+}
+
+/** Bytes for an axis tick: whole numbers from 10 up (the tick labels stay narrow). */
+function bytesShort(n: number): string {
+  const text = bytes(n);
+  return text.replace(/^(\d{2,})\.\d /, "$1 ");
+}
+
 // ------------------------------------------------------------------ health
 
-function HealthPanel({ name, isDown }: { name: string; isDown: boolean }) {
-  // A scan of the node's processes inside the VM (about 0.3 s at 100 000): every 30 s, not per push.
-  const health = useApi(() => get<Health>("/system/health", {}, name), [name, isDown], 30_000);
+function healthTone(h: Health): string {
+  return h.status === "healthy" ? "ok" : h.status === "degraded" ? "warn" : "bad";
+}
+
+function HealthPanel({ health, isDown }: { health: Async<Health>; isDown: boolean }) {
   const h = health.data;
-  const tone = h ? (h.status === "healthy" ? "ok" : h.status === "degraded" ? "warn" : "bad") : "";
+  const tone = h ? healthTone(h) : "";
   return (
     <section class="panel dash-health" aria-label="health">
       <div class="panel-head">
@@ -493,7 +565,7 @@ function HealthPanel({ name, isDown }: { name: string; isDown: boolean }) {
           {health.loading ? "checking …" : "check again"}
         </button>
       </div>
-      {health.error !== null && <ErrorBox error={health.error} retry={health.reload} />}
+      {health.error !== null && !(isDown && h) && <ErrorBox error={health.error} retry={health.reload} />}
       {!h && health.error === null && <Loading what="scoring the node" />}
       {h && (
         <table class="data health-reasons">
@@ -582,7 +654,9 @@ function AlertsPanel({ name }: { name: string }) {
           <tbody>
             {alerts.map((a) => (
               <tr key={a.id} data-alert={a.id} class={a.acknowledged_at ? "acked" : ""}>
-                <td class="mono">{new Date(a.fired_at * 1000).toLocaleTimeString()}</td>
+                <td class="mono" title={new Date(a.fired_at * 1000).toLocaleString("en-GB")}>
+                  {new Date(a.fired_at * 1000).toLocaleTimeString("en-GB")}
+                </td>
                 <td class={a.node === name ? "" : "dim"}>{a.node ?? "—"}</td>
                 <td class="reason">{a.message}</td>
                 <td>

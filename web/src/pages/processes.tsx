@@ -179,7 +179,8 @@ async function loadPage(q: Query, cursor: string | null, elixir: boolean): Promi
     sort_by: q.sort,
     limit: q.limit,
     cursor,
-    name: q.searchIn === "name" ? search : undefined,
+    // Elixir prints Erlang names as :name; the atom's text has no colon.
+    name: q.searchIn === "name" ? (elixir ? search.replace(/^:/, "") : search) : undefined,
     module: q.searchIn === "module" && search ? moduleOf(search, elixir) : undefined,
     status: q.status || undefined,
     min_queue: q.minQueue || undefined,
@@ -197,6 +198,7 @@ function usePoll(load: () => Promise<PageData>, key: string, paused: boolean, ti
     let timer: number | undefined;
     const run = () => {
       setBusy(true);
+      const started = performance.now();
       load().then(
         (page) => {
           if (stopped) return;
@@ -207,7 +209,9 @@ function usePoll(load: () => Promise<PageData>, key: string, paused: boolean, ti
       ).finally(() => {
         if (stopped) return;
         setBusy(false);
-        if (!paused) timer = window.setTimeout(run, REFRESH_MS);
+        // Each refresh is a scan of every process: on a big node (5 s at a million) wait four times
+        // as long as the last one took, so the page never keeps a scheduler busy.
+        if (!paused) timer = window.setTimeout(run, Math.max(REFRESH_MS, 4 * (performance.now() - started)));
       });
     };
     run();
@@ -268,7 +272,8 @@ export function ProcessesPage() {
   const canWrite = may("write");
   const canKill = may("destructive");
   const windowed = query.sort === "window";
-  const stale = !data || data.key !== key;
+  // Stale: the rows answer an older query, or the search box holds text not yet applied.
+  const stale = !data || data.key !== key || (!windowed && typed !== query.search);
   const shownColumns = COLUMNS.filter((c) => columns.includes(c.id));
 
   const act = async (row: Row, what: "gc" | "suspend" | "resume" | "kill") => {
@@ -306,7 +311,12 @@ export function ProcessesPage() {
             data-search
             type="search"
             aria-label="search processes"
-            placeholder={query.searchIn === "name" ? "registered name contains … ( / )" : "module of initial call / current function"}
+            placeholder={query.searchIn === "name" ? "registered name contains …  ( / )" : "module of initial call / current function"}
+            title={
+              query.searchIn === "name"
+                ? "Processes whose registered name contains this"
+                : "Processes running, or started in, this module (as the node prints it: ArsenalDemo.Worker, :gen_server, mod:fun/2)"
+            }
             value={typed}
             disabled={windowed}
             onInput={(e) => setTyped((e.target as HTMLInputElement).value)}
@@ -320,7 +330,7 @@ export function ProcessesPage() {
           onChange={(e) => change({ searchIn: (e.target as HTMLSelectElement).value as SearchIn })}
         >
           <option value="name">in names</option>
-          <option value="module">in initial call / current function (module)</option>
+          <option value="module">in modules</option>
         </select>
         <select
           aria-label="status"
@@ -356,7 +366,7 @@ export function ProcessesPage() {
         </label>
         <ColumnPicker shown={columns} toggle={toggleColumn} />
         <span class="spacer" />
-        <button onClick={() => setPaused(!paused)} aria-pressed={paused} title="Refresh every 5 s">
+        <button onClick={() => setPaused(!paused)} aria-pressed={paused} title="Refresh every 5 s (longer when a scan takes long)">
           {paused ? "▶ Resume refresh" : "❚❚ Pause refresh"}
         </button>
         <button onClick={() => setTick((t) => t + 1)} disabled={busy}>
@@ -443,7 +453,7 @@ export function ProcessesPage() {
           <p>
             Sends <code>exit(Pid, kill)</code> to {confirmKill.row.registered_name ?? confirmKill.row.pid}
             {confirmKill.row.initial_call && <> ({confirmKill.row.initial_call})</>}. Its state is lost; linked processes die
-            too unless they trap exits, and its supervisor restarts it.
+            too unless they trap exits; a supervised process is restarted by its supervisor.
           </p>
         </Confirm>
       )}

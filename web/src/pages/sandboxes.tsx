@@ -382,7 +382,7 @@ function CreateForm({
       {label}
       <input
         type="number"
-        min={min}
+        title={`at least ${min}`}
         value={limits[key] ?? ""}
         placeholder={optional ? "none" : undefined}
         onInput={(e) => {
@@ -401,7 +401,6 @@ function CreateForm({
           <input
             required
             value={sid}
-            pattern="[a-z][a-z0-9_]{0,30}"
             title="lowercase letters, digits and _, starting with a letter, up to 31"
             placeholder="pool"
             onInput={(e) => setSid((e.target as HTMLInputElement).value)}
@@ -497,7 +496,7 @@ function SandboxView({ id }: { id: string }) {
         {s && <span class="dim">{s.template ?? "no template"} · {s.language}</span>}
         {s?.node && <span class="mono dim">{s.node}</span>}
         <span class="sbx-spacer" />
-        {s && may("destructive") && (
+        {s && !gone && may("destructive") && (
           <>
             <button onClick={() => setConfirm("restart")} disabled={busy !== null}>
               Restart
@@ -515,19 +514,24 @@ function SandboxView({ id }: { id: string }) {
       )}
       {actionError !== null && <ErrorBox error={actionError} />}
       {gone ? (
-        <ErrorBox error={info.error} />
+        <>
+          <ErrorBox error={info.error} />
+          <p>
+            The sandbox no longer exists (destroyed here or elsewhere). <a href="#/sandboxes">Back to the list</a>
+          </p>
+        </>
       ) : (
         info.error !== null && <ErrorBox error={info.error} retry={info.reload} />
       )}
       {!info.data && info.loading && <Loading what="loading the sandbox" />}
-      {s && !running && (
+      {s && !running && !gone && (
         <div class="error sbx-stopped" role="alert">
           <strong>This sandbox is {s.status}</strong>: {s.stop_reason ?? "no reason recorded"}
           {s.stopped_at && <span class="dim"> (at {new Date(s.stopped_at).toLocaleTimeString()})</span>}
           {may("destructive") && " — restart it for a fresh node, or destroy it."}
         </div>
       )}
-      {info.data && (
+      {info.data && !gone && (
         <>
           <Tabs
             tabs={[
@@ -684,7 +688,13 @@ function Overview({ info }: { info: Info }) {
             {info.processes.map((p) => (
               <tr key={p.pid}>
                 <td class="mono">{p.pid}</td>
-                <td>{p.name === ":undefined" ? <span class="dim">{p.initial_call}</span> : p.name}</td>
+                <td>
+                  {p.name !== ":undefined" ? (
+                    p.name
+                  ) : (
+                    <span class="dim">{p.initial_call === ":undefined" ? "—" : p.initial_call}</span>
+                  )}
+                </td>
                 <td class="num">{bytes(p.memory)}</td>
                 <td class={p.message_queue_len > 100 ? "num warn" : "num"}>{count(p.message_queue_len)}</td>
                 <td class="mono dim">{p.current_function}</td>
@@ -743,6 +753,12 @@ function skeleton(language: string): string {
     : "defmodule Scratch do\n  def hello(who), do: {:hello, who}\nend\n";
 }
 
+function shellOf(module: string, language: string): string {
+  return language === "erlang"
+    ? `-module(${module}).\n-export([]).\n\n%% The module's whole new source: every function it keeps, and code_change/3\n%% if its processes' state must change shape.\n`
+    : `defmodule ${module} do\n  # The module's whole new source: every function it keeps, and code_change/3\n  # if its processes' state must change shape.\nend\n`;
+}
+
 function moduleOf(source: string, language: string): string | null {
   const m =
     language === "erlang"
@@ -762,8 +778,33 @@ function CodeTab({ id, info, reload }: { id: string; info: Info; reload: () => v
   const [busy, setBusy] = useState(false);
   const [versionsGen, setVersionsGen] = useState(0);
   const editor = useRef<HTMLTextAreaElement>(null);
+  const generated = useRef(source); // the text the page wrote itself (safe to replace)
+  const gutter = useRef<HTMLDivElement>(null);
+  const badLines = new Set(errorLines(error).flatMap((d) => (d.line ? [d.line] : [])));
   const target = module.trim() || moduleOf(source, language) || "";
   const running = info.sandbox.status === "running";
+
+  // Start from the module's current source (Arsenal keeps what it loaded), else a shell of it,
+  // unless the editor already holds the author's own text.
+  const edit = async (name: string) => {
+    setModule(name);
+    setSelected(name);
+    editor.current?.focus();
+    if (source.trim() && source !== generated.current) return;
+    let current: string | null = null;
+    try {
+      const found = await get<{ source: string | null }>(
+        `${sandboxPath(id)}/modules/${encodeURIComponent(name)}/versions`,
+        undefined,
+        null,
+      );
+      current = found.source;
+    } catch {
+      current = null; // no stored version: the shell below says what to write
+    }
+    generated.current = current ?? shellOf(name, language);
+    setSource(generated.current);
+  };
 
   const swap = async () => {
     setBusy(true);
@@ -821,7 +862,7 @@ function CodeTab({ id, info, reload }: { id: string; info: Info; reload: () => v
                   </td>
                   <td class="num">{m.versions}</td>
                   <td>
-                    <button class="link" onClick={() => setModule(m.module)} disabled={!running}>
+                    <button class="link" onClick={() => edit(m.module)} disabled={!running}>
                       edit
                     </button>
                   </td>
@@ -865,7 +906,7 @@ function CodeTab({ id, info, reload }: { id: string; info: Info; reload: () => v
             ))}
           </datalist>
           <span class="dim">{language}</span>
-          <label class="check" title="load even if processes still run the old code: a purge kills them">
+          <label class="sbx-check" title="load even if processes still run the old code: a purge kills them">
             <input type="checkbox" checked={force} onChange={() => setForce(!force)} /> force
           </label>
           {may("write") && (
@@ -878,8 +919,18 @@ function CodeTab({ id, info, reload }: { id: string; info: Info; reload: () => v
           The module's whole new source. Its processes are suspended, <code>code_change/3</code> runs if it is
           exported, and they resume with their state; a compile error leaves the running version untouched.
         </p>
+        <div class="sbx-editor-box">
+        <div class="sbx-gutter mono" ref={gutter} aria-hidden="true">
+          {source.split("\n").map((_, i) => (
+            <div key={i} class={badLines.has(i + 1) ? "sbx-bad-line" : ""}>
+              {i + 1}
+            </div>
+          ))}
+        </div>
         <textarea
           ref={editor}
+          onScroll={(e) => gutter.current && (gutter.current.scrollTop = e.currentTarget.scrollTop)}
+          wrap="off"
           class="mono sbx-source"
           aria-label="module source"
           spellcheck={false}
@@ -903,11 +954,17 @@ function CodeTab({ id, info, reload }: { id: string; info: Info; reload: () => v
             }
           }}
         />
+        </div>
         {error !== null && <SwapError error={error} onLine={jump} />}
         {report && <SwapReportView report={report} />}
       </div>
     </div>
   );
+}
+
+/** The compiler repeats the file (with the sandbox's path on the host) and line we already show. */
+function cleanMessage(message: string | undefined): string {
+  return (message ?? "").replace(/^\S+:\d+:\s*/, "");
 }
 
 function SwapError({ error, onLine }: { error: unknown; onLine: (line: number) => void }) {
@@ -929,7 +986,7 @@ function SwapError({ error, onLine }: { error: unknown; onLine: (line: number) =
               ) : (
                 <span class="mono">{d.file ?? ""}</span>
               )}{" "}
-              {d.call ? `${d.call}: ${d.reason ?? ""}` : d.message}
+              {d.call ? `${d.call}: ${d.reason ?? ""}` : cleanMessage(d.message)}
             </li>
           ))}
         </ul>
@@ -977,7 +1034,7 @@ function SwapReportView({ report }: { report: SwapReport }) {
             {report.processes.map((p) => (
               <tr key={p.pid}>
                 <td class="mono">{p.pid}</td>
-                <td>{p.name ?? <span class="dim">—</span>}</td>
+                <td>{p.name && p.name !== "undefined" ? p.name : <span class="dim">not registered</span>}</td>
                 <td class={p.code_change === "ok" ? "ok" : p.code_change === "error" ? "bad" : "dim"}>
                   {p.code_change}
                   {p.reason ? `: ${p.reason}` : ""}
@@ -1049,7 +1106,6 @@ function Versions({
             <tr>
               <th class="num">v</th>
               <th>note</th>
-              <th>md5</th>
               <th>loaded</th>
               <th />
             </tr>
@@ -1057,12 +1113,11 @@ function Versions({
           <tbody>
             {versions.data.versions.map((v) => (
               <tr key={v.version}>
-                <td class="num">{v.version}</td>
+                <td class="num" title={`md5 ${v.md5}`}>{v.version}</td>
                 <td>
                   {v.note}
                   {v.current && <span class="ok"> (current)</span>}
                 </td>
-                <td class="mono dim">{v.md5.slice(0, 10)}</td>
                 <td class="dim">{v.created_at ? new Date(v.created_at).toLocaleTimeString() : "—"}</td>
                 <td>
                   {!v.current && may("write") && (
@@ -1211,21 +1266,27 @@ function Repl({ id, running }: { id: string; running: boolean }) {
 
   // The word before the caret, for Tab completion.
   const wordBefore = (): [string, number] => {
+    // Read the field itself: this also runs from the socket's handler, whose `input` is stale.
     const area = field.current;
-    const end = area ? area.selectionStart : input.length;
-    const m = /[\w.:?!@]*$/.exec(input.slice(0, end));
+    const text = area?.value ?? "";
+    const end = area ? area.selectionStart : text.length;
+    const m = /[\w.:?!@]*$/.exec(text.slice(0, end));
     return [m ? m[0] : "", end];
   };
 
+  // The server answers full names (`Mod.fun/2`): put the one candidate, or the candidates'
+  // common prefix, in place of the word (without the arity), and list them when several.
   const applyCompletions = (items: string[]) => {
     const [word, end] = wordBefore();
-    if (items.length === 1) {
-      // The server answers full names for the prefix; put the one candidate in place.
-      const item = items[0];
-      const replacement = item.startsWith(word) || item.includes(".") ? item : word + item;
-      setInput((current) => current.slice(0, end - word.length) + replacement + current.slice(end));
-      setCompletions([]);
-    } else setCompletions(items.slice(0, 60));
+    const names = [...new Set(items.map((item) => item.replace(/\/\d+$/, "")))];
+    let common = names[0] ?? "";
+    for (const name of names) while (!name.startsWith(common)) common = common.slice(0, -1);
+    if (common.length > word.length && common.startsWith(word)) {
+      setInput((current) => current.slice(0, end - word.length) + common + current.slice(end));
+      const caret = end - word.length + common.length;
+      requestAnimationFrame(() => field.current?.setSelectionRange(caret, caret));
+    }
+    setCompletions(names.length > 1 ? items.slice(0, 60) : names.length ? [] : ["(no completions)"]);
   };
 
   const onKey = (e: KeyboardEvent) => {

@@ -51,6 +51,14 @@ def serve(
         ),
     ] = False,
     demo: Annotated[bool, typer.Option("--demo", help="Start the bundled demo node and serve it.")] = False,
+    discover: Annotated[
+        bool,
+        typer.Option(
+            "--discover",
+            help="Also attach the nodes' visible peers, and follow the cluster: nodes that join are "
+            "attached, those that leave are marked down (GET /api/v1/cluster/events).",
+        ),
+    ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each node.")] = 10.0,
     sample_interval: Annotated[
         float,
@@ -102,6 +110,7 @@ def serve(
         sample_interval=sample_interval,
         log_format=log_format,
         rate_limit=rate_limit,
+        discover=discover,
     )
 
 
@@ -134,8 +143,10 @@ def serve_nodes(
     sample_interval: float = 10.0,
     log_format: str = "text",
     rate_limit: float = 200.0,
+    discover: bool = False,
 ) -> None:
-    """Attach ``names`` and serve the API until interrupted (also used by ``arsenal demo``)."""
+    """Attach ``names`` and serve the API until interrupted (also used by ``arsenal demo``);
+    ``discover``: attach their peers too and follow the cluster."""
 
     async def job() -> None:
         import uvicorn
@@ -149,6 +160,9 @@ def serve_nodes(
         async with Arsenal(cookie=cookie) as service:
             for name in names:
                 await service.attach(name, timeout=timeout, read_only=read_only)
+            if discover:
+                for name in names:
+                    await service.discover(name, timeout=timeout, read_only=read_only)
             from ...sandbox.manager import SandboxManager
 
             restarted = await service.services.get(SandboxManager).start_persistent()
