@@ -89,7 +89,8 @@ async def test_ten_thousand_random_requests_create_no_atom(make_node, cookie) ->
     rng = random.Random(20261122)
     registry.discover()
     # Operations that manage attachments act on Arsenal, not on the node; they get their own tests.
-    operations = [op for op in registry.all() if op.needs_node]
+    # Cluster operations fan out to every attached node (here the one), so they are fuzzed too.
+    operations = [op for op in registry.all() if op.needs_node or op.category == "cluster"]
     # An operator, not an admin: random force=true must not let requests kill the VM's own processes.
     async with Arsenal(cookie=cookie, principal=Principal(name="fuzz", role="operator")) as service:
         await service.attach(target.name, reconnect=True, timeout=10.0)

@@ -311,6 +311,9 @@ async def test_cluster_commands(cluster: LocalCluster, cookie: str) -> None:
 
     topology = await arsenal("topology")
     assert topology.returncode == 0 and "one component" in topology.stdout, topology.stderr
+    # The link matrix: every node sees the two others (●), none is missing (x).
+    rows = [line for line in topology.stdout.splitlines() if re.match(r"\s*\d+ \S+@", line)]
+    assert len(rows) == 3 and all(row.count("●") == 2 and " x " not in row for row in rows)
     ps = await arsenal("ps", "--limit", "6", "--sort", "reds")
     assert ps.returncode == 0, ps.stderr
     assert "on 3 nodes by reductions" in ps.stdout and "next page: --cursor" in ps.stdout

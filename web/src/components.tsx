@@ -50,8 +50,9 @@ export interface Async<T> {
 }
 
 /** Load `fn()` when `deps` change, and again every `every` ms if given (keeping the last data
- *  on screen while the next load runs, and the last error until one succeeds). */
-export function useApi<T>(fn: () => Promise<T>, deps: unknown[], every?: number): Async<T> {
+ *  on screen while the next load runs, and the last error until one succeeds). With `keep`, the
+ *  last data also stays while the inputs change (a name giving way to the pid it resolved to). */
+export function useApi<T>(fn: () => Promise<T>, deps: unknown[], every = 0, keep = false): Async<T> {
   const [state, setState] = useState<{ data?: T; error: unknown; loading: boolean }>({ error: null, loading: true });
   const generation = useRef(0);
   const load = useCallback(() => {
@@ -64,9 +65,9 @@ export function useApi<T>(fn: () => Promise<T>, deps: unknown[], every?: number)
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, deps);
   useEffect(() => {
-    setState({ error: null, loading: true });
+    if (!keep) setState({ error: null, loading: true });
     load();
-    if (!every) return () => generation.current++;
+    if (!every) return () => void generation.current++;
     const timer = window.setInterval(load, every);
     return () => {
       window.clearInterval(timer);

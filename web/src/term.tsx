@@ -3,6 +3,7 @@
 // link to their inspector. Rendering is bounded: nothing folded or cut is walked at all.
 import { useState } from "preact/hooks";
 import type { ComponentChildren } from "preact";
+import { atomSource, binarySource, tag } from "./termsource";
 
 export type Lang = "elixir" | "erlang";
 type J = any;
@@ -22,31 +23,10 @@ export const pidText = (pid: PidValue) => `<0.${pid.id}.${pid.serial}>`;
 export const inspectorHref = (pid: string, node?: string | null) =>
   `#/process/${encodeURIComponent(pid)}${node ? `?node=${encodeURIComponent(node)}` : ""}`;
 
-const tagOf = (v: J): string | null => {
-  if (v === null || typeof v !== "object" || Array.isArray(v)) return null;
-  const keys = Object.keys(v);
-  return keys.length === 1 && keys[0].startsWith("$") ? keys[0] : null;
-};
-
-const ERLANG_PLAIN_ATOM = /^[a-z][a-zA-Z0-9_@]*$/;
-const ERLANG_RESERVED = new Set(
-  "after and andalso band begin bnot bor bsl bsr bxor case catch cond div end fun if let not of or orelse receive rem try when xor maybe else".split(" "),
-);
+const tagOf = tag;
+const atomText = atomSource;
+const stringText = binarySource;
 const ELIXIR_PLAIN_ATOM = /^[a-zA-Z_][a-zA-Z0-9_@]*[?!]?$/;
-
-function atomText(name: string, lang: Lang): string {
-  if (lang === "erlang") {
-    return ERLANG_PLAIN_ATOM.test(name) && !ERLANG_RESERVED.has(name) ? name : `'${name.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
-  }
-  if (name === "nil" || name === "true" || name === "false") return name;
-  if (name.startsWith("Elixir.")) return name.slice(7);
-  return ELIXIR_PLAIN_ATOM.test(name) ? `:${name}` : `:"${name.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
-}
-
-function stringText(s: string, lang: Lang): string {
-  const body = JSON.stringify(s).slice(1, -1);
-  return lang === "erlang" ? `<<"${body}">>` : `"${body}"`;
-}
 
 const isAtom = (v: J, name?: string) => tagOf(v) === "$atom" && (name === undefined || v.$atom === name);
 
@@ -168,7 +148,7 @@ function Binary({ text, lang }: { text: string; lang: Lang }) {
   if (all || text.length <= CUT_CHARS) return <span class="t-str">{stringText(text, lang)}</span>;
   return (
     <span class="t-str">
-      {stringText(text.slice(0, CUT_CHARS), lang).replace(/("?>?>?)$/, "")}
+      {stringText(text.slice(0, CUT_CHARS), lang).replace(/"(\/utf8)?(>>)?$/, "")}
       <button class="t-more" onClick={() => setAll(true)} title="show the whole binary">
         … {text.length - CUT_CHARS} more characters
       </button>

@@ -66,6 +66,17 @@ _SORT_ALIASES = {
 }
 
 
+def sort_key(sort: str) -> SortKey:
+    """A ``--sort`` value (``memory``, ``reds``, ``queue``...) as a SortKey, or exit 2 saying which."""
+    key = _SORT_ALIASES.get(sort)
+    if key is None:
+        errors.print(
+            f"[red]error:[/red] unknown sort {sort!r}; use one of: {', '.join(sorted(_SORT_ALIASES))}"
+        )
+        raise typer.Exit(2)
+    return key
+
+
 # Exit codes by error code: 2 bad input, 3 not found, 4 node down or too slow, 5 refused, 1 anything else.
 EXIT_CODES = {
     ErrorCode.validation_error: 2,
@@ -133,12 +144,7 @@ def ps(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the node.")] = 10.0,
 ) -> None:
     """The top processes of a node, ranked inside the VM (no full process list crosses the wire)."""
-    key = _SORT_ALIASES.get(sort)
-    if key is None:
-        errors.print(
-            f"[red]error:[/red] unknown sort {sort!r}; use one of: {', '.join(sorted(_SORT_ALIASES))}"
-        )
-        raise typer.Exit(2)
+    key = sort_key(sort)
     name = _node_name(node)
     result = _run(lambda: _on_node(name, cookie, timeout, "list_processes", {"sort_by": key, "limit": limit}))
     assert isinstance(result, ProcessList)

@@ -25,6 +25,7 @@ from ..beam import Node
 from ..dist import Term
 from .base import Context, Operation, Params, Result
 from .errors import ErrorCode, OperationError, as_operation_error
+from .nodes import full_node_name
 from .processes import ListProcesses, ListProcessesParams, ProcessRow, SortKey
 from .registry import register
 from .supervisors import GetSupervisionTree, SupervisionTree, TreeParams
@@ -467,15 +468,6 @@ class NodeInfo(Result):
     hidden: list[str] = Field(description="Its nodes(hidden).")
 
 
-def _full_name(name: str) -> str:
-    from ..dist import split_node_name
-
-    try:
-        return name if "@" in name else "@".join(split_node_name(name))
-    except ValueError as exc:
-        raise OperationError(ErrorCode.validation_error, f"{exc}; a node is name@host") from None
-
-
 @register
 class NodeInfoOp(Operation[NodeInfoParams, NodeInfo]):
     name = "node_info"
@@ -490,7 +482,7 @@ class NodeInfoOp(Operation[NodeInfoParams, NodeInfo]):
     example = {"name": "app@localhost"}
 
     async def execute(self, ctx: Context, params: NodeInfoParams) -> NodeInfo:
-        full = _full_name(params.name.strip())
+        full = full_node_name(params.name.strip())
         node = next((n for n in ctx.pool.nodes if n.name == full), None)
         if node is None:
             raise await _unknown_node(ctx, full)

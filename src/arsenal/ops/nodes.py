@@ -120,8 +120,12 @@ class AttachedNode(Result):
     discovery: DiscoveryResult | None = Field(None, description="With discover=true: what was found.")
 
 
-def _full_name(name: str) -> str:
-    return name if "@" in name else "@".join(split_node_name(name))
+def full_node_name(name: str) -> str:
+    """``name@host`` as given, or a short ``name`` completed with this host, as Erlang does."""
+    try:
+        return name if "@" in name else "@".join(split_node_name(name))
+    except ValueError as exc:
+        raise OperationError(ErrorCode.validation_error, f"{exc}; a node is name@host") from None
 
 
 @register
@@ -144,7 +148,7 @@ class AttachNode(Operation[AttachNodeParams, AttachedNode]):
     example = {"name": "app@localhost", "read_only": True}
 
     async def execute(self, ctx: Context, params: AttachNodeParams) -> AttachedNode:
-        full = _full_name(params.name)
+        full = full_node_name(params.name)
         existing = next((n for n in ctx.pool.nodes if n.name == full), None)
         if existing is not None:
             if existing.read_only != params.read_only:
@@ -201,7 +205,7 @@ class DetachNode(Operation[NodeNameParams, DetachedNode]):
     example = {"name": "app@localhost"}
 
     async def execute(self, ctx: Context, params: NodeNameParams) -> DetachedNode:
-        full = _full_name(params.name)
+        full = full_node_name(params.name)
         if all(n.name != full for n in ctx.pool.nodes):
             attached = ", ".join(n.name for n in ctx.pool.nodes) or "none"
             raise OperationError(ErrorCode.not_found, f"{params.name} is not attached (attached: {attached})")

@@ -155,21 +155,18 @@ interface Field {
 }
 
 /** The limits each kind takes, defaulted as the API defaults them (docs/operations.md). */
+// Call and message traces share one set of limits (TraceLimits on the server).
+const TRACE_LIMITS: Field[] = [
+  { name: "max_events", label: "max events", value: "100" },
+  { name: "duration", label: "duration (s)", value: "15" },
+  { name: "rate", label: "rate (events)", value: "1000" },
+  { name: "rate_interval", label: "per (s)", value: "1" },
+  { name: "max_bytes", label: "max bytes", value: "4096" },
+];
+
 const LIMITS: Record<Kind, Field[]> = {
-  calls: [
-    { name: "max_events", label: "max events", value: "100" },
-    { name: "duration", label: "duration (s)", value: "15" },
-    { name: "rate", label: "rate (events)", value: "1000" },
-    { name: "rate_interval", label: "per (s)", value: "1" },
-    { name: "max_bytes", label: "max bytes", value: "4096" },
-  ],
-  messages: [
-    { name: "max_events", label: "max events", value: "100" },
-    { name: "duration", label: "duration (s)", value: "15" },
-    { name: "rate", label: "rate (events)", value: "1000" },
-    { name: "rate_interval", label: "per (s)", value: "1" },
-    { name: "max_bytes", label: "max bytes", value: "4096" },
-  ],
+  calls: TRACE_LIMITS,
+  messages: TRACE_LIMITS,
   flow: [
     { name: "max_events", label: "max events", value: "200" },
     { name: "window", label: "window (s)", value: "2" },

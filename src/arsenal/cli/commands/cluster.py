@@ -16,7 +16,6 @@ from ...client import Arsenal
 from ...ops.base import Result
 from ...ops.cluster import ClusterHealth, ClusterProcessList, Missing, Topology
 from ..main import (
-    _SORT_ALIASES,
     CookieOption,
     JsonOption,
     TimeoutOption,
@@ -26,6 +25,7 @@ from ..main import (
     human_bytes,
     node_name,
     run_job,
+    sort_key,
 )
 
 cluster_app = typer.Typer(
@@ -145,6 +145,7 @@ def topology(
         return
     state = f"PARTITIONED into {len(result.components)} parts" if result.partitioned else "one component"
     console.print(f"[bold]{len(result.nodes)} nodes, {len(result.edges)} links, {state}[/bold]")
+    console.print(_link_matrix(result))
     for index, part in enumerate(result.components, 1):
         console.print(f"  part {index}: {', '.join(part)}", highlight=False)
     for edge in result.missing_edges:
@@ -152,6 +153,27 @@ def topology(
     if result.hidden_nodes:
         console.print(f"  hidden nodes: {', '.join(result.hidden_nodes)}", highlight=False)
     _missing(result.missing)
+
+
+def _link_matrix(result: Topology) -> Table:
+    """Who sees whom, drawn: a row per node, as its own nodes() says (●), a missing link (x), a
+    node that did not answer (?). Parts of a partition get a number each."""
+    part_of = {name: index for index, part in enumerate(result.components, 1) for name in part}
+    views = {row.node: set(row.visible) if row.reachable else None for row in result.nodes}
+    names = [row.node for row in result.nodes]
+    table = Table(title="links (row sees column)", title_justify="left", box=None, pad_edge=False)
+    table.add_column("node")
+    table.add_column("part", justify="right")
+    for index in range(len(names)):
+        table.add_column(str(index + 1), justify="center")
+    for index, name in enumerate(names, 1):
+        seen = views[name]
+        cells = [
+            "·" if other == name else "?" if seen is None else "[green]●[/]" if other in seen else "[red]x[/]"
+            for other in names
+        ]
+        table.add_row(f"{index} {name}", str(part_of.get(name, "")), *cells)
+    return table
 
 
 @cluster_app.command("ps")
@@ -170,12 +192,7 @@ def ps(
     timeout: TimeoutOption = 10.0,
 ) -> None:
     """The top processes across every node, ranked in each VM, merged; each row names its node."""
-    key = _SORT_ALIASES.get(sort)
-    if key is None:
-        errors.print(
-            f"[red]error:[/red] unknown sort {sort!r}; use one of: {', '.join(sorted(_SORT_ALIASES))}"
-        )
-        raise typer.Exit(2)
+    key = sort_key(sort)
     params: dict[str, Any] = {"sort_by": key, "limit": limit, "node_timeout_ms": node_timeout_ms}
     if name:
         params["name"] = name
@@ -256,3 +273,184 @@ def demo_cluster(size: int, *, serve: bool, port: int) -> None:
         cluster.kill_all()
 
 
+# ---------------------------------------------------------------------- registries (issue 9)
+
+
+@cluster_app.command("registries")
+def registries(
+    node: NodesOption = None,
+    cookie: CookieOption = None,
+    discover: DiscoverOption = True,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Only these nodes of the cluster (repeatable); default: all attached."),
+    ] = None,
+    kind: Annotated[
+        list[str] | None, typer.Option("--kind", "-k", help="global, pg or horde (repeatable); default: all.")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-l", min=1, max=1000, help="Names/groups per node.")
+    ] = 200,
+    member_limit: Annotated[
+        int, typer.Option("--member-limit", min=1, max=500, help="Members per group.")
+    ] = 50,
+    node_timeout_ms: NodeTimeoutOption = 2000,
+    as_json: JsonOption = False,
+    timeout: TimeoutOption = 10.0,
+) -> None:
+    """global names (with conflicts between nodes), pg groups and Horde, across the cluster."""
+    from ...ops.registries import ClusterRegistries
+
+    params: dict[str, Any] = {
+        "limit": limit,
+        "member_limit": member_limit,
+        "node_timeout_ms": node_timeout_ms,
+    }
+    if only:
+        params["nodes"] = only
+    if kind:
+        params["kinds"] = kind
+    result = _run(node, cookie, timeout, discover, "cluster_registries", params)
+    assert isinstance(result, ClusterRegistries)
+    if as_json:
+        print(result.model_dump_json(indent=2))
+        return
+    _print_registries(result)
+
+
+def _print_registries(result: Any) -> None:
+    """The merged views as tables, then conflicts, resolutions, Horde and missing nodes."""
+    names = Table(title=f"global names on {len(result.nodes)} nodes", title_justify="left")
+    for column in ("name", "pid", "runs on", "seen by"):
+        names.add_column(column, overflow="fold")
+    for view in result.global_names:
+        if view.agreed:
+            names.add_row(view.name, view.pid, view.node, ", ".join(view.seen_by))
+        else:
+            names.add_row(view.name, "[red]CONFLICT[/red]", "", ", ".join(view.seen_by))
+    console.print(names)
+    for conflict in result.conflicts:
+        console.print(f"  [red]conflict:[/red] {conflict.message}", highlight=False)
+    for resolved in result.resolved:
+        console.print(f"  [green]resolved:[/green] {resolved.message}", highlight=False)
+    groups = Table(title="pg groups", title_justify="left")
+    for column in ("scope", "group", "members", "counts by node"):
+        groups.add_column(column, overflow="fold")
+    for group in result.pg_groups:
+        members = ", ".join(f"{m.pid}@{m.node}" for m in group.members)
+        counts = ", ".join(f"{n}: {c}" for n, c in group.member_counts.items())
+        groups.add_row(group.scope, group.group, members, counts + ("" if group.agreed else " (differ)"))
+    console.print(groups)
+    for row in result.nodes:
+        if row.horde is None:
+            continue
+        if not row.horde.present:
+            console.print(f"  horde on {row.node}: {row.horde.reason}", highlight=False)
+            continue
+        parts = [f"registry {r.name} ({r.key_count} keys)" for r in row.horde.registries]
+        parts += [f"supervisor {s.name} ({s.child_count} children)" for s in row.horde.supervisors]
+        console.print(f"  horde {row.horde.version} on {row.node}: {'; '.join(parts) or 'no instance'}")
+    _missing(result.missing)
+
+
+# ---------------------------------------------------------------------- migrate and balance
+
+
+@cluster_app.command("migrate")
+def migrate(
+    process: Annotated[str, typer.Argument(help="<0.N.S> or a registered name on the first --node.")],
+    to: Annotated[str, typer.Option("--to", help="The node to move it to.", show_default=False)],
+    node: NodesOption = None,
+    cookie: CookieOption = None,
+    discover: DiscoverOption = True,
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="stop_then_start or start_then_switch.")
+    ] = "stop_then_start",
+    global_name: Annotated[
+        bool, typer.Option("--global", help="PROCESS is a global name (its node is found).")
+    ] = False,
+    step_timeout_ms: Annotated[int, typer.Option("--step-timeout-ms", min=100, max=30_000)] = 5000,
+    as_json: JsonOption = False,
+    timeout: TimeoutOption = 120.0,
+) -> None:
+    """Move a gen_server to another node with its state (the process lives on the first --node)."""
+    from ...ops.migration import Migration
+
+    params = {
+        "process": process,
+        "target_node": to,
+        "strategy": strategy,
+        "global_name": global_name,
+        "step_timeout_ms": step_timeout_ms,
+    }
+    result = _run(node, cookie, timeout, discover, "migrate_process", params)
+    assert isinstance(result, Migration)
+    if as_json:
+        print(result.model_dump_json(indent=2))
+        return
+    console.print(
+        f"[bold]{result.process}[/bold] moved: {result.old_pid} on {result.source_node} -> "
+        f"{result.new_pid} on {result.target_node} ({result.strategy.value}, {result.state_bytes:,} "
+        f"bytes of state, {result.forwarded} message(s) forwarded, {result.total_ms:.1f} ms)",
+        highlight=False,
+    )
+    for step in result.steps:
+        console.print(f"  {step.step:<10} {step.ms:8.2f} ms", highlight=False)
+    for warning in result.warnings:
+        console.print(f"  [yellow]warning:[/yellow] {warning}", highlight=False)
+
+
+@cluster_app.command("balance")
+def balance(
+    node: NodesOption = None,
+    cookie: CookieOption = None,
+    discover: DiscoverOption = True,
+    metric: Annotated[str, typer.Option("--metric", help="process_count or memory.")] = "process_count",
+    module: Annotated[
+        list[str] | None, typer.Option("--module", "-m", help="Only processes of this module (repeatable).")
+    ] = None,
+    prefix: Annotated[str | None, typer.Option("--prefix", help="Only names starting with this.")] = None,
+    max_moves: Annotated[int, typer.Option("--max-moves", min=1, max=50)] = 10,
+    apply: Annotated[bool, typer.Option("--apply", help="Make the moves (default: only propose).")] = False,
+    as_json: JsonOption = False,
+    timeout: TimeoutOption = 300.0,
+) -> None:
+    """Propose (or, with --apply, make) moves of named gen_servers that even out the nodes."""
+    from ...ops.migration import Balance
+
+    params: dict[str, Any] = {
+        "metric": metric,
+        "modules": list(module or []),
+        "max_moves": max_moves,
+        "dry_run": not apply,
+    }
+    if prefix:
+        params["name_prefix"] = prefix
+    result = _run(node, cookie, timeout, discover, "balance_cluster_load", params)
+    assert isinstance(result, Balance)
+    if as_json:
+        print(result.model_dump_json(indent=2))
+        return
+    table = Table(title=f"{metric} by node", title_justify="left")
+    for column in ("node", "now", "projected", "after", "movable"):
+        table.add_column(column)
+    for name, load in result.loads.items():
+        after = result.after.get(name) if result.after else None
+        table.add_row(
+            name,
+            f"{load:,}",
+            f"{result.projected.get(name, load):,}",
+            f"{after:,}" if after is not None else "",
+            str(result.movable.get(name, "")),
+        )
+    console.print(table)
+    verb = "proposed" if result.dry_run else "made"
+    console.print(f"[bold]{len(result.moves)} move(s) {verb}[/bold]", highlight=False)
+    outcomes = {o.process: o for o in result.migrations.outcomes} if result.migrations else {}
+    for move in result.moves:
+        outcome = outcomes.get(move.process)
+        status = f"  [{outcome.status}]" if outcome else ""
+        console.print(
+            f"  {move.name} ({move.module}) {move.source_node} -> {move.target_node}{status}", highlight=False
+        )
+    _missing(result.missing)
