@@ -11,7 +11,7 @@
 -module(arsenal_agent).
 
 -export([version/0, info/0, target/1, lookup_name/1, protected/1, list_processes/1, process_info/2,
-         proc_window/1]).
+         proc_window/1, existing_atom/1]).
 
 -define(VERSION, <<"0.1.0">>).
 -define(MAX_LIMIT, 1000).
@@ -110,10 +110,14 @@ registered(Name) ->
         error -> undefined
     end.
 
-existing_atom(Bin) ->
+%% @doc The atom a request names, only if it exists already: request data never creates atoms
+%% (the atom table is never collected, and a full one kills the node).
+-spec existing_atom(term()) -> {ok, atom()} | error.
+existing_atom(Bin) when is_binary(Bin) ->
     try {ok, binary_to_existing_atom(Bin, utf8)}
     catch error:badarg -> error
-    end.
+    end;
+existing_atom(_) -> error.
 
 %% @doc Processes matching Opts, the top Limit by the sort key, largest first.
 %%

@@ -612,7 +612,7 @@ file_md5(ModBin, Agent) ->
 %% process (registered() and the global names, each capped at 20 000).
 -spec movable(map()) -> #{count := non_neg_integer(), processes := [map()]}.
 movable(Opts) when is_map(Opts) ->
-    Modules = [A || B <- maps:get(modules, Opts, []), {ok, A} <- [existing_atom(B)]],
+    Modules = [A || B <- maps:get(modules, Opts, []), {ok, A} <- [arsenal_agent:existing_atom(B)]],
     Prefix = maps:get(name_prefix, Opts, <<>>),
     Limit = bounded(maps:get(limit, Opts, ?MAX_MOVABLE), ?MAX_MOVABLE),
     Locals = [{N, whereis(N), local} || N <- lists:sublist(registered(), ?MAX_REGISTERED_SCAN)],
@@ -658,8 +658,3 @@ protected(Pid) ->
         _ -> true
     end.
 
-existing_atom(Bin) when is_binary(Bin) ->
-    try {ok, binary_to_existing_atom(Bin, utf8)}
-    catch error:badarg -> error
-    end;
-existing_atom(_) -> error.

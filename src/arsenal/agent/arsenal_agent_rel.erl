@@ -111,15 +111,10 @@ vsn(App) ->
         _ -> undefined
     end.
 
-existing_atom(Bin) when is_binary(Bin) ->
-    try {ok, binary_to_existing_atom(Bin, utf8)}
-    catch error:badarg -> error
-    end;
-existing_atom(_) -> error.
 
 %% The running application a request names: {ok, App, Master} or an error.
 application_named(Bin, Apps) ->
-    case existing_atom(Bin) of
+    case arsenal_agent:existing_atom(Bin) of
         {ok, App} ->
             case [M || {M, {A, _}} <- maps:to_list(Apps), A =:= App] of
                 [M | _] -> {ok, App, M};
@@ -478,7 +473,7 @@ impact(Target, ReasonBin, Opts, Timeout) ->
     end.
 
 exit_reason(Bin) ->
-    case existing_atom(Bin) of
+    case arsenal_agent:existing_atom(Bin) of
         {ok, A} -> {ok, A};
         error -> error
     end.

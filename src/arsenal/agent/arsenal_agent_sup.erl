@@ -649,7 +649,7 @@ strategy_of(Bin) ->
 
 %% A function of an existing, loadable module: names as binaries, never new atoms.
 mfa(ModBin, FunBin, Args) when is_list(Args) ->
-    case {existing_atom(ModBin), existing_atom(FunBin)} of
+    case {arsenal_agent:existing_atom(ModBin), arsenal_agent:existing_atom(FunBin)} of
         {{ok, M}, {ok, F}} ->
             case code:ensure_loaded(M) of
                 {module, M} ->
@@ -663,11 +663,6 @@ mfa(ModBin, FunBin, Args) when is_list(Args) ->
         {_, error} -> {error, {undefined_function, ModBin, FunBin, length(Args)}}
     end.
 
-existing_atom(Bin) when is_binary(Bin) ->
-    try {ok, binary_to_existing_atom(Bin, utf8)}
-    catch error:badarg -> error
-    end;
-existing_atom(_) -> error.
 
 restart_type(<<"permanent">>) -> {ok, permanent};
 restart_type(<<"transient">>) -> {ok, transient};
@@ -817,7 +812,7 @@ start_named({ok, {M, _, _}}, Arg, Name) ->
 
 name(undefined) -> {ok, undefined};
 name(Bin) ->
-    case existing_atom(Bin) of
+    case arsenal_agent:existing_atom(Bin) of
         {ok, Name} ->
             case whereis(Name) of
                 undefined -> {ok, Name};

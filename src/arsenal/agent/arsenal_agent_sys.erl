@@ -323,7 +323,7 @@ find_table(<<"#Ref<", _/binary>> = Text) ->
     catch error:badarg -> {error, bad_table_id}
     end;
 find_table(Name) when is_binary(Name) ->
-    case existing_atom(Name) of
+    case arsenal_agent:existing_atom(Name) of
         {ok, Atom} ->
             case ets:info(Atom, id) of
                 undefined -> {error, not_found};
@@ -332,10 +332,6 @@ find_table(Name) when is_binary(Name) ->
         error -> {error, not_found}
     end.
 
-existing_atom(Bin) ->
-    try {ok, binary_to_existing_atom(Bin, utf8)}
-    catch error:badarg -> error
-    end.
 
 table_page(T, Summary, Opts) ->
     Limit = max(1, min(maps:get(limit, Opts, 50), ?MAX_ROWS)),

@@ -402,6 +402,47 @@ def _load_command_modules() -> None:
         importlib.import_module(info.name)
 
 
+def _add_operation_commands() -> None:
+    """Every operation that names a command (``cli_name``) and has no hand-written one gets a
+    generic command: its parameters as key=value, exactly as ``arsenal run`` takes them. So the
+    catalogue's CLI column is always true, and a new operation has its command at once."""
+    registry.discover()
+    # A command registered without a name is named after its function, as typer names it.
+    taken = {
+        c.name or c.callback.__name__.lower().replace("_", "-") for c in app.registered_commands if c.callback
+    }
+    taken |= {group.name for group in app.registered_groups if group.name}
+    for operation in registry.all():
+        name = operation.cli_name
+        if name and " " not in name and name not in taken:
+            help_text = f"{operation.summary}\n\n{_parameters_help(operation)}"
+            app.command(name, help=help_text)(_operation_command(operation.name))
+            taken.add(name)
+
+
+def _parameters_help(operation: Any) -> str:
+    fields = operation.params.model_fields
+    if not fields:
+        return "It takes no parameters."
+    names = [f"{name} (required)" if field.is_required() else name for name, field in fields.items()]
+    return f"Parameters, as key=value: {', '.join(names)} (docs/operations.md: {operation.name})."
+
+
+def _operation_command(operation: str) -> Any:
+    def command(
+        params: Annotated[
+            list[str] | None, typer.Argument(help="Parameters as key=value (values may be JSON).")
+        ] = None,
+        node: NodeOption = None,
+        cookie: CookieOption = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        timeout: Annotated[float, typer.Option(help="Seconds to wait for the node.")] = 10.0,
+    ) -> None:
+        run_operation(operation, params, node, cookie, as_json, timeout)
+
+    return command
+
+
 if __name__ == "__main__":
     # Run as a script, this file is `__main__`, not `arsenal.cli.main`: hand over to the real
     # module, on whose `app` the command modules register.
@@ -410,3 +451,4 @@ if __name__ == "__main__":
     canonical_app()
 else:
     _load_command_modules()
+    _add_operation_commands()

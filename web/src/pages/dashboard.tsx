@@ -639,7 +639,7 @@ function AlertsPanel({ name }: { name: string }) {
       {error !== null && <ErrorBox error={error} />}
       {listed.loading && !listed.data && <Loading what="loading alerts" />}
       {listed.data && alerts.length === 0 && (
-        <p class="dim">No alerts have fired. Rules: <code>arsenal alert-rule-add</code> or POST /api/v1/alerts/rules.</p>
+        <p class="dim">No alerts have fired. Rules: <code>arsenal run create_alert_rule …</code> or POST /api/v1/alerts/rules.</p>
       )}
       {alerts.length > 0 && (
         <table class="data alert-table">
