@@ -139,3 +139,17 @@ def test_sandbox_runs(tmp_path: Path) -> None:
             assert len(rounds) == payload["params"]["rounds"]
             assert all(r["total_s"] > 0 for r in rounds)
     assert payload["params"]["processes"] == 100
+
+
+def test_cluster_runs(tmp_path: Path) -> None:
+    ratios, payload = run_quick("cluster", tmp_path)
+    assert_positive(
+        ratios,
+        {
+            "cluster_health_vs_slowest_node",
+            "cluster_process_list_vs_slowest_node",
+            "cluster_health_vs_gathered_calls",
+        },
+    )
+    assert payload["nodes"] == 4 and payload["missing"] == 0
+    assert payload["ratios"] == pytest.approx(ratios, rel=1e-3)
