@@ -5,7 +5,7 @@ import { useEffect, useState } from "preact/hooks";
 import "uplot/dist/uPlot.min.css";
 import "./styles.css";
 import { ApiError, request } from "./api";
-import { ErrorBox } from "./components";
+import { ErrorBox, Loading } from "./components";
 import { currentNode, nodes, refreshNodes, type NodeRow } from "./nodes";
 import { navigate, useRoute } from "./router";
 import { login, logout, loggedOutBecause, pickNode, session, useStore } from "./session";
@@ -142,6 +142,9 @@ function Shell() {
   const list = useStore(nodes);
   const route = useRoute();
   const [nodesError, setNodesError] = useState<unknown>(null);
+  // Pages are keyed by their node, so one rendered before the node list arrives would be mounted
+  // again when it does, losing what the user typed meanwhile: wait for the first answer.
+  const [nodesKnown, setNodesKnown] = useState(list.length > 0);
   useShortcuts();
 
   useEffect(() => {
@@ -149,7 +152,7 @@ function Shell() {
       refreshNodes().then(
         () => setNodesError(null),
         (error) => setNodesError(error instanceof ApiError && error.status === 401 ? null : error),
-      );
+      ).finally(() => setNodesKnown(true));
     poll();
     const timer = window.setInterval(poll, 3000);
     return () => window.clearInterval(timer);
@@ -210,7 +213,7 @@ function Shell() {
         </button>
       </header>
       <Banners node={node} nodesError={nodesError} />
-      <main>{content}</main>
+      <main>{nodesKnown ? content : <Loading what="reading the attached nodes" />}</main>
     </div>
   );
 }
