@@ -46,4 +46,4 @@ bench: setup
 	$(UV) run python benchmarks/cluster.py
 
 clean:
-	rm -rf src/arsenal/web/static src/arsenal/agent/ebin demo/erlang/ebin demo/elixir/_build .pytest_cache
+	rm -rf web/dist src/arsenal/agent/ebin demo/erlang/ebin demo/elixir/_build .pytest_cache

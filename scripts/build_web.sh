@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Build the dashboard (web/) into src/arsenal/web/static: its packages come from the npm
+# Build the dashboard (web/) into web/dist, which `arsenal serve` serves: its packages come from the npm
 # registry at `make` time, pinned by web/package-lock.json; the page fetches nothing at run time.
 # Skipped when the built page is newer than every source file.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 web="$here/web"
-out="$here/src/arsenal/web/static/index.html"
+out="$web/dist/index.html"
 cd "$web"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error

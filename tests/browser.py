@@ -78,7 +78,7 @@ class Dashboard:
 
 @pytest.fixture(scope="session")
 def dashboard(built: None, cookie: str) -> Iterator[Dashboard]:
-    if not (ROOT / "src/arsenal/web/static/index.html").exists():
+    if not (ROOT / "web/dist/index.html").exists():
         subprocess.run([str(ROOT / "scripts/build_web.sh")], check=True)
     node = elixir_demo_node(cookie=cookie, alive="webdemo_" + os.urandom(3).hex()).start()
     erl = erl_node("weberl", cookie=cookie, demo=True).start()

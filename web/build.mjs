@@ -1,10 +1,10 @@
-// Builds the dashboard into src/arsenal/web/static: one JS bundle, one CSS file, the page.
+// Builds the dashboard into web/dist (served by arsenal serve): one JS bundle, one CSS file, the page.
 // Run by scripts/build_web.sh (make web); `node build.mjs --watch` rebuilds on change.
 import { build, context } from "esbuild";
 import { copyFileSync, mkdirSync, renameSync, rmSync } from "node:fs";
 
 // Built beside the served directory, then swapped in: a running server never serves half a build.
-const served = new URL("../src/arsenal/web/static", import.meta.url).pathname;
+const served = new URL("dist", import.meta.url).pathname;
 const out = `${served}.build-${process.pid}/`;
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out + "assets", { recursive: true });

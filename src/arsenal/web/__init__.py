@@ -1,5 +1,6 @@
 """The web dashboard's pages: a single-page app built by ``make`` from ``web/`` (see
-``scripts/build_web.sh``) into ``static/`` beside this file, served by ``arsenal serve`` at ``/``.
+``scripts/build_web.sh``) into ``web/dist/``, served by ``arsenal serve`` at ``/``. The build's
+output stays out of ``src/``: it is generated, minified code, not source.
 
 The page and its assets are public (they hold no data and do nothing); every call the page
 makes goes to ``/api/v1`` with the API key the user logs in with. Nothing is fetched from
@@ -15,7 +16,16 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 
 __all__ = ["ASSETS_PREFIX", "CONTENT_SECURITY_POLICY", "STATIC", "add_dashboard", "is_public_path"]
 
-STATIC = Path(__file__).parent / "static"
+
+
+def _static_dir() -> Path:
+    """``static/`` beside this file when a package build put the bundle there; otherwise the
+    checkout's ``web/dist`` (Arsenal runs from its checkout: ``uv run arsenal``)."""
+    packaged = Path(__file__).parent / "static"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[3] / "web" / "dist"
+
+
+STATIC = _static_dir()
 ASSETS_PREFIX = "/assets/"
 PAGE_PATHS = frozenset({"/", "/index.html", "/favicon.svg"})
 # Only this origin's own scripts, styles and sockets: an injected term rendered into the page
