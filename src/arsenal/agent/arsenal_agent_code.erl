@@ -648,7 +648,7 @@ suspend_all([Pid | Rest], Done) ->
     end.
 
 resume_all(Suspended) ->
-    [catch sys:resume(Pid, ?SYS_TIMEOUT) || {Pid, _} <- Suspended],
+    [try sys:resume(Pid, ?SYS_TIMEOUT) catch _:_ -> ok end || {Pid, _} <- Suspended],
     ok.
 
 state_hash(Pid) ->
@@ -910,7 +910,7 @@ spawn_capture() ->
 register_capture(Evaluator, Capture) ->
     case ets:whereis(arsenal_capture) of
         undefined -> ok;
-        _ -> catch ets:insert(arsenal_capture, {Evaluator, Capture}), ok
+        _ -> try ets:insert(arsenal_capture, {Evaluator, Capture}) catch error:badarg -> ok end, ok
     end.
 
 stop_capture(Capture) ->
@@ -945,7 +945,8 @@ capture_loop(Out, Warnings, Cut) ->
 io_request({put_chars, Enc, Chars}, Out, Cut) ->
     append(unicode:characters_to_binary(Chars, Enc), Out, Cut);
 io_request({put_chars, Enc, M, F, A}, Out, Cut) ->
-    append(unicode:characters_to_binary(catch apply(M, F, A), Enc), Out, Cut);
+    Chars = try apply(M, F, A) catch C:R -> io_lib:format("~p", [{C, R}]) end,
+    append(unicode:characters_to_binary(Chars, Enc), Out, Cut);
 io_request({put_chars, Chars}, Out, Cut) ->
     append(unicode:characters_to_binary(Chars, latin1), Out, Cut);
 io_request({requests, Reqs}, Out, Cut) ->

@@ -368,7 +368,7 @@ finish(Reason, St) ->
     Self = self(),
     Target = St#st.target,
     spawn_link(fun() ->
-                       _ = (catch sys:remove(Target, {?TAG, Self}, ?SYS_TIMEOUT)),
+                       try sys:remove(Target, {?TAG, Self}, ?SYS_TIMEOUT) catch _:_ -> ok end,
                        Self ! {?TAG, removed}
                end),
     St1#st{phase = ending, end_reason = Reason}.

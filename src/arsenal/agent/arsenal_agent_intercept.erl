@@ -188,7 +188,7 @@ clauses(Index, _) ->
     throw({error, {bad_rule, Index, <<"a match spec is a list of 1 to 20 clauses">>}}).
 
 ms_errors(MS) ->
-    case catch erlang:match_spec_test({x}, MS, table) of
+    case try erlang:match_spec_test({x}, MS, table) catch error:_ -> error end of
         {error, Errors} -> [iolist_to_binary(io_lib:format("~p", [E])) || E <- Errors];
         _ -> [<<"the match spec does not compile">>]
     end.
@@ -248,7 +248,7 @@ swap(Name, Pid, Proxy) ->
                     try register(Name, Proxy) of
                         true -> ok
                     catch error:badarg ->
-                            catch register(Name, Pid),
+                            _ = try register(Name, Pid) catch error:badarg -> false end,
                             {error, name_taken}
                     end
             catch error:badarg ->
@@ -295,7 +295,7 @@ janitor(Ref, Name, Target) ->
             ok;
         {'DOWN', Ref, process, _, _} ->
             case whereis(Name) =:= undefined andalso erlang:is_process_alive(Target) of
-                true -> catch register(Name, Target), ok;
+                true -> _ = try register(Name, Target) catch error:badarg -> false end, ok;
                 false -> ok
             end
     end.
@@ -445,11 +445,11 @@ finish(Reason, #st{name = Name, target = Target, owner = Owner} = S) ->
              end,
     Forwarded1 = drain(S, Queued + 1000, 0),
     case whereis(Name) =:= self() of
-        true -> catch unregister(Name);
+        true -> try unregister(Name) catch error:badarg -> false end;
         false -> ok
     end,
     Restored = erlang:is_process_alive(Target) andalso whereis(Name) =:= undefined
-        andalso (catch register(Name, Target)) =:= true,
+        andalso (try register(Name, Target) catch error:badarg -> false end),
     Forwarded2 = drain(S, 100000, 0),
     S1 = S#st{changed = true},
     Counts = counters(S1),

@@ -238,7 +238,7 @@ suspender_loop(Held) ->
             case maps:take(Pid, Held) of
                 {Mon, Rest} ->
                     erlang:demonitor(Mon, [flush]),
-                    catch erlang:resume_process(Pid),
+                    try erlang:resume_process(Pid) catch error:badarg -> ok end,
                     From ! {Ref, {ok, resumed}},
                     suspender_next(Rest);
                 error ->

@@ -345,7 +345,7 @@ target_down(#rec{alive = Alive} = S, Pid, Reason) ->
     end.
 
 remove_hooks(#rec{installed = Installed}) ->
-    [catch sys:remove(Pid, {arsenal_record, self()}, ?SYS_TIMEOUT)
+    [try sys:remove(Pid, {arsenal_record, self()}, ?SYS_TIMEOUT) catch _:_ -> ok end
      || Pid <- Installed, erlang:is_process_alive(Pid)],
     ok.
 

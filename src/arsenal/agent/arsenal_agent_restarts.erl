@@ -214,7 +214,7 @@ spawn_collector() ->
 %% @doc The collector (spawned by start/2, not for calling).
 -spec init(pid(), reference()) -> no_return().
 init(Parent, Ref) ->
-    case catch register(?MODULE, self()) of
+    case try register(?MODULE, self()) catch error:badarg -> taken end of
         true ->
             cleanup_filter(),
             Dropped = counters:new(1, []),
@@ -375,7 +375,7 @@ name_of(Pid) ->
 analytics_sample(Target, Limit, Timeout) ->
     case supervisor_pid(Target) of
         {ok, Pid} ->
-            case catch sys:get_state(Pid, Timeout) of
+            case try sys:get_state(Pid, Timeout) catch exit:Exit -> {'EXIT', Exit} end of
                 {'EXIT', {timeout, _}} -> {error, timeout};
                 {'EXIT', {noproc, _}} -> {error, dead};
                 {'EXIT', Reason} -> {error, {no_state, Reason}};
@@ -417,11 +417,15 @@ recent(Restarts, Period) when is_list(Restarts) ->
 recent(_, _) -> 0.
 
 children(Sup, Limit, Timeout) ->
-    case catch gen_server:call(Sup, which_children, Timeout) of
+    case which_children(Sup, Timeout) of
         List when is_list(List) ->
             [child_row(C) || C <- lists:sublist(List, Limit)];
         _ -> []
     end.
+
+%% A supervisor's children, or none when it is gone or too slow to answer.
+which_children(Sup, Timeout) ->
+    try gen_server:call(Sup, which_children, Timeout) catch exit:_ -> [] end.
 
 child_row({Id, Pid, Type, _}) ->
     Info = case is_pid(Pid) of
@@ -477,7 +481,7 @@ wait_new(Sup, Id, Old, Deadline, Timeout, Polls) ->
     case Now > Deadline of
         true -> {timeout, Polls};
         false ->
-            Found = case catch gen_server:call(Sup, which_children, Timeout) of
+            Found = case which_children(Sup, Timeout) of
                         List when is_list(List) -> lists:keyfind(Id, 1, List);
                         _ -> false
                     end,

@@ -105,7 +105,7 @@ stderr_proxy(Real) ->
     stderr_proxy(Real).
 
 copy_to_capture(From, {put_chars, Enc, Chars}) ->
-    case catch ets:lookup(arsenal_capture, From) of
+    case try ets:lookup(arsenal_capture, From) catch error:badarg -> [] end of
         [{_, Capture}] -> Capture ! {warning, unicode:characters_to_binary(Chars, Enc)};
         _ -> ok
     end;
@@ -171,7 +171,7 @@ usage() ->
 %% @doc The sandbox's processes, biggest first (at most ?MAX_PROCESSES_LISTED).
 -spec processes(pos_integer()) -> [map()].
 processes(Limit) ->
-    Rows = [Row || P <- erlang:processes(), (Row = process_row(P)) =/= undefined],
+    Rows = [Row || P <- erlang:processes(), Row <- [process_row(P)], Row =/= undefined],
     Sorted = lists:sublist(lists:reverse(lists:keysort(1, Rows)), min(Limit, ?MAX_PROCESSES_LISTED)),
     [Map || {_, Map} <- Sorted].
 
@@ -202,7 +202,7 @@ app_tree(AppBin) ->
             case application_controller:get_master(App) of
                 undefined -> [];
                 Master ->
-                    case catch application_master:get_child(Master) of
+                    case try application_master:get_child(Master) catch exit:_ -> none end of
                         {Top, _Mod} when is_pid(Top) ->
                             lists:sublist(tree_lines(Top, supervisor, 0), ?MAX_TREE_LINES);
                         _ -> []
@@ -216,7 +216,7 @@ tree_lines(Pid, Type, Depth) ->
                               case Type of supervisor -> " (supervisor)"; worker -> "" end]),
     Children = case Type =:= supervisor andalso Depth < ?MAX_TREE_DEPTH of
                    true ->
-                       case catch supervisor:which_children(Pid) of
+                       case try supervisor:which_children(Pid) catch exit:_ -> none end of
                            List when is_list(List) ->
                                lists:append([tree_lines(C, T, Depth + 1) || {_, C, T, _} <- List, is_pid(C)]);
                            _ -> []
@@ -267,7 +267,7 @@ start_child(Sup, Mod, Args, Id, Restart) ->
               shutdown => 5000, modules => [Mod]},
     Result = case arsenal_agent_proc:callback_module(Sup) of
                  'Elixir.DynamicSupervisor' -> 'Elixir.DynamicSupervisor':start_child(Sup, Child);
-                 _ -> catch supervisor:start_child(Sup, Child)
+                 _ -> try supervisor:start_child(Sup, Child) catch exit:Exit -> {'EXIT', Exit} end
              end,
     case Result of
         {ok, Pid} when is_pid(Pid) -> {ok, #{pid => Pid, supervisor => Sup, child_spec => Child}};

@@ -566,7 +566,7 @@ pause_watchdog(Sup, Ms) ->
         {arsenal_resumed, Sup} -> ok;
         {'DOWN', Ref, process, Sup, _} -> ok
     after Ms ->
-        catch sys:resume(Sup, 5000),
+        try sys:resume(Sup, 5000) catch exit:_ -> ok end,
         ok
     end.
 
@@ -758,7 +758,10 @@ add_dynamic_child(Target, Request, Timeout) ->
 start_dynamic(Sup, Spec, Timeout) ->
     Caller = self(),
     {Worker, Ref} = spawn_monitor(fun() ->
-        Caller ! {self(), catch 'Elixir.DynamicSupervisor':start_child(Sup, Spec)}
+        Caller ! {self(), try 'Elixir.DynamicSupervisor':start_child(Sup, Spec)
+                          catch exit:Exit -> {'EXIT', Exit};
+                                error:Error:Stack -> {'EXIT', {Error, Stack}}
+                          end}
     end),
     receive
         {Worker, Result} ->
@@ -793,8 +796,8 @@ start_named({ok, {M, _, _}}, Arg, Name) ->
     %% supervisor's parent never dies under it while this call returns.
     {Starter, Ref} = spawn_monitor(fun() ->
         Result = case Name of
-                     undefined -> catch supervisor:start_link(M, Arg);
-                     _ -> catch supervisor:start_link({local, Name}, M, Arg)
+                     undefined -> start_link_caught([M, Arg]);
+                     _ -> start_link_caught([{local, Name}, M, Arg])
                  end,
         case Result of {ok, P} -> unlink(P); _ -> ok end,
         Caller ! {self(), Result}
@@ -841,4 +844,12 @@ stop_supervisor(Target, Timeout) ->
                   exit:Reason -> {error, {stop_failed, bound_term(Reason)}}
             end;
         Error -> Error
+    end.
+
+%% supervisor:start_link/2,3, with a failure returned as the old-style catch gave it.
+start_link_caught(Args) ->
+    try apply(supervisor, start_link, Args)
+    catch
+        exit:Exit -> {'EXIT', Exit};
+        error:Error:Stack -> {'EXIT', {Error, Stack}}
     end.

@@ -332,7 +332,7 @@ janitor(Ref, Set) ->
         {'DOWN', Ref, process, _, normal} ->
             ok;
         {'DOWN', Ref, process, _, _} ->
-            [catch erlang:trace_pattern(MFA, false, [How]) || {MFA, How} <- Set],
+            [try erlang:trace_pattern(MFA, false, [How]) catch error:badarg -> 0 end || {MFA, How} <- Set],
             clear_everything()
     end.
 
@@ -521,6 +521,10 @@ undo_patterns(Done) ->
     ok.
 
 %% The timestamp is monotonic (converted to wall-clock microseconds per event).
+%% Take trace flags off a process that may have exited meanwhile.
+untrace(Pid, Flags) ->
+    try erlang:trace(Pid, false, Flags) catch error:badarg -> 0 end.
+
 set_flags(_Scope, []) ->
     ok;
 set_flags(all, Flags) ->
@@ -528,12 +532,13 @@ set_flags(all, Flags) ->
     %% The tracer never traces itself (an event about the hub would make another), nor its janitor.
     erlang:trace(self(), false, [all]),
     case get(janitor) of
-        Janitor when is_pid(Janitor) -> catch erlang:trace(Janitor, false, [all]);
+        Janitor when is_pid(Janitor) -> untrace(Janitor, [all]);
         _ -> ok
     end,
     ok;
 set_flags(Pids, Flags) ->
-    [catch erlang:trace(P, true, [monotonic_timestamp, {tracer, self()} | Flags]) || P <- Pids],
+    [try erlang:trace(P, true, [monotonic_timestamp, {tracer, self()} | Flags]) catch error:badarg -> 0 end
+     || P <- Pids],
     ok.
 
 %% ------------------------------------------------------------------ events
@@ -717,7 +722,7 @@ unapply(#session{patterns = Patterns, profiles = Profiles, flags = Flags, scope 
                                          lists:member(P, Ps)]),
                  case Flags -- Needed of
                      [] -> ok;
-                     Clear -> catch erlang:trace(P, false, Clear)
+                     Clear -> untrace(P, Clear)
                  end
              end || P <- Pids]
     end,

@@ -9,7 +9,9 @@ purged and replaced, as ``code:load_binary/3`` requires.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import subprocess
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -17,7 +19,7 @@ from pathlib import Path
 from ..dist import Atom, Connection, Pid, RpcError, charlist
 from .errors import AgentError, AgentNotBuilt
 
-__all__ = ["AgentLoader", "AgentModule", "AGENT_MODULE"]
+__all__ = ["AgentBuild", "AgentLoader", "AgentModule", "AGENT_MODULE"]
 
 AGENT_MODULE = "arsenal_agent"
 
@@ -33,34 +35,88 @@ def _ebin() -> Path:
     return Path(str(resources.files("arsenal.agent"))) / "ebin"
 
 
-class AgentLoader:
-    """Knows the agent's modules and puts them into, or takes them out of, a node."""
+def _release(text: str) -> int:
+    """``"27"`` -> 27; an OTP release as ``erlang:system_info(otp_release)`` gives it (also ``"R16B"``)."""
+    digits = "".join(ch for ch in text.lstrip("R") if ch.isdigit())
+    return int(digits[:2]) if digits else 0
 
-    def __init__(self, ebin: Path | None = None) -> None:
-        self.ebin = ebin or _ebin()
+
+class AgentBuild:
+    """The agent compiled by one OTP release's compiler: ``ebin/otp<REL>/`` with its manifest.
+
+    A .beam file loads only on some releases (OTP 29 refuses what OTP 25 compiled, OTP 25 refuses
+    what OTP 27 compiled, OTP 27 refuses what OTP 29 compiled), so each OTP line has its own build
+    and a node gets the newest one not newer than itself."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        manifest = json.loads((directory / "manifest.json").read_text())
+        self.otp_release = _release(str(manifest.get("otp_release", "0")))
+        self._entries: dict[str, str] = manifest["modules"]
         self._modules: list[AgentModule] | None = None
+
+    def __repr__(self) -> str:
+        return f"<AgentBuild OTP {self.otp_release} {self.directory}>"
 
     @property
     def modules(self) -> list[AgentModule]:
         if self._modules is None:
-            self._modules = self._read()
+            self._modules = [
+                AgentModule(name, bytes.fromhex(md5), (self.directory / f"{name}.beam").read_bytes())
+                for name, md5 in sorted(self._entries.items())
+            ]
         return self._modules
 
-    def _read(self) -> list[AgentModule]:
-        manifest = self.ebin / "manifest.json"
-        if not manifest.is_file():
-            raise AgentNotBuilt(
-                f"the agent is not built ({manifest} is missing); run `make agent` in the Arsenal checkout"
-            )
-        entries = json.loads(manifest.read_text())["modules"]
-        return [
-            AgentModule(name, bytes.fromhex(md5), (self.ebin / f"{name}.beam").read_bytes())
-            for name, md5 in sorted(entries.items())
-        ]
+
+class AgentLoader:
+    """Knows the agent's builds and puts the right one into, or takes it out of, a node."""
+
+    def __init__(self, ebin: Path | None = None) -> None:
+        self.ebin = ebin or _ebin()
+        self._builds: list[AgentBuild] | None = None
 
     @property
-    def built_with_otp(self) -> str:
-        return json.loads((self.ebin / "manifest.json").read_text()).get("otp_release", "?")
+    def builds(self) -> list[AgentBuild]:
+        """Every build present, oldest OTP line first."""
+        if self._builds is None:
+            dirs = sorted(self.ebin.glob("otp*/manifest.json")) if self.ebin.is_dir() else []
+            builds = sorted((AgentBuild(m.parent) for m in dirs), key=lambda b: b.otp_release)
+            if not builds:
+                raise AgentNotBuilt(
+                    f"the agent is not built (no {self.ebin}/otp*/manifest.json); run `make agent` "
+                    "in the Arsenal checkout"
+                )
+            self._builds = builds
+        return self._builds
+
+    def supported(self) -> str:
+        """The OTP lines this installation has builds for, e.g. ``"25, 27 and 29"``."""
+        rels = [str(b.otp_release) for b in self.builds]
+        return rels[0] if len(rels) == 1 else f"{', '.join(rels[:-1])} and {rels[-1]}"
+
+    def build_for(self, otp_release: str) -> AgentBuild:
+        """The newest build whose compiler is not newer than the node's release."""
+        release = _release(otp_release)
+        fitting = [b for b in self.builds if b.otp_release <= release]
+        if not fitting:
+            raise AgentError(
+                f"this node runs OTP {otp_release}, older than every build of Arsenal's agent "
+                f"(built for OTP {self.supported()}); attach to OTP {self.builds[0].otp_release} or later"
+            )
+        return fitting[-1]
+
+    def local_build(self) -> AgentBuild:
+        """The build for this machine's own OTP, for the nodes Arsenal starts itself (sandboxes)."""
+        return self.build_for(_local_otp_release())
+
+    @property
+    def modules(self) -> list[AgentModule]:
+        """The agent's modules (the same names in every build)."""
+        return self.builds[-1].modules
+
+    async def node_release(self, conn: Connection, timeout: float) -> str:
+        raw = await conn.rpc("erlang", "system_info", [Atom("otp_release")], timeout)
+        return _text(raw)
 
     async def loaded_md5(self, conn: Connection, module: str, timeout: float) -> bytes | None:
         """The md5 of ``module`` as loaded on the node, or None when it is not loaded."""
@@ -74,11 +130,13 @@ class AgentLoader:
 
     async def ensure_loaded(self, conn: Connection, timeout: float = 10.0) -> list[str]:
         """Load every agent module the node lacks or has in another version; return those loaded."""
+        release = await self.node_release(conn, timeout)
+        build = self.build_for(release)
         loaded = []
-        for module in self.modules:
+        for module in build.modules:
             if await self.loaded_md5(conn, module.name, timeout) == module.md5:
                 continue
-            await self._load(conn, module, timeout)
+            await self._load(conn, build, module, release, timeout)
             loaded.append(module.name)
         return loaded
 
@@ -91,7 +149,9 @@ class AgentLoader:
             with contextlib.suppress(RpcError):  # it ended on its own meanwhile
                 await conn.rpc("gen_server", "stop", [mod, Atom("normal"), 5000], timeout)
 
-    async def _load(self, conn: Connection, module: AgentModule, timeout: float) -> None:
+    async def _load(
+        self, conn: Connection, build: AgentBuild, module: AgentModule, release: str, timeout: float
+    ) -> None:
         mod = Atom(module.name)
         await self._stop_server(conn, module, timeout)
         # A module with old code still resident cannot be loaded again: purge first.
@@ -100,10 +160,7 @@ class AgentLoader:
             "code", "load_binary", [mod, charlist(f"arsenal/{module.name}.beam"), module.beam], timeout
         )
         if result != (Atom("module"), mod):
-            raise AgentError(
-                f"{conn.peer} refused to load {module.name}: {result!r}; the agent was built with OTP "
-                f"{self.built_with_otp}, and a node older than that cannot load it"
-            )
+            raise AgentError(_refusal(conn.peer, module.name, result, build, release))
         if await self.loaded_md5(conn, module.name, timeout) != module.md5:
             raise AgentError(f"{module.name} on {conn.peer} does not match the agent just loaded")
 
@@ -118,3 +175,37 @@ class AgentLoader:
                 removed.append(module.name)
             await conn.rpc("code", "purge", [mod], timeout)
         return removed
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, list):
+        return "".join(chr(c) for c in value if isinstance(c, int))
+    return str(value)
+
+
+def _refusal(peer: str, module: str, result: object, build: AgentBuild, release: str) -> str:
+    """Why a node refused the agent, naming both releases: the usual cause is a build for an
+    older OTP line than the node's (no newer compiler was at hand when the agent was built)."""
+    reason = f"{peer} refused to load {module} ({result!r}): "
+    if build.otp_release < _release(release):
+        return reason + (
+            f"this node runs OTP {release} and the newest agent build here is for OTP {build.otp_release}. "
+            f"Build the agent with an OTP {_release(release)} compiler too: `scripts/compat_roots.sh` then "
+            "`make agent` in the Arsenal checkout (see README, \"Supported OTP releases\")"
+        )
+    return reason + f"the agent build for OTP {build.otp_release} does not load on this node's OTP {release}"
+
+
+@functools.cache
+def _local_otp_release() -> str:
+    """This machine's OTP release (``erl`` on PATH), read once."""
+    try:
+        out = subprocess.run(
+            ["erl", "-noshell", "-eval", 'io:put_chars(erlang:system_info(otp_release)), halt().'],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise AgentError(f"cannot run this machine's `erl` to read its OTP release: {exc}") from exc
+    return out

@@ -184,7 +184,7 @@ class SandboxManager:
         launch = LaunchSpec(
             alive=f"arsenal_sbx_{id}_{secrets.token_hex(2)}",
             cookie=cookie,
-            code_paths=[self._loader.ebin, *(elixir_code_paths() if uses_elixir else [])],
+            code_paths=[self._loader.local_build().directory, *(elixir_code_paths() if uses_elixir else [])],
             args=[*spec.limits.erl_args(), "-eval", "arsenal_agent_sandbox:boot()"],
             env={
                 **spec.limits.env(),
