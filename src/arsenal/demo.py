@@ -2,12 +2,15 @@
 
 The node uses ``~/.erlang.cookie`` like any ``erl``/``elixir`` started by hand
 (created the way ``erl`` creates it when missing), so ``arsenal ps --node
-arsenal_demo@host`` reaches it with no extra flag. Builds and logs go to
-``$ARSENAL_HOME/demo`` (default ``~/.arsenal/demo``) so a read-only install works.
+arsenal_demo@host`` reaches it with no extra flag. The sources come with Arsenal (the wheel
+carries them as ``arsenal/_demo``; a checkout has them in ``demo/``). They are copied, built
+and logged under ``$ARSENAL_HOME/demo`` (default ``~/.arsenal/demo``), so a read-only install
+works, and a build is reused until the sources or the Erlang/Elixir on PATH change.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import shutil
@@ -26,7 +29,11 @@ __all__ = [
     "DemoError",
     "DemoNode",
     "arsenal_home",
+    "build_is_current",
+    "demo_source",
     "ensure_erlang_cookie",
+    "mark_build_current",
+    "source_fingerprint",
     "start_demo_cluster",
 ]
 
@@ -54,15 +61,67 @@ def ensure_erlang_cookie() -> Path:
     return path
 
 
-def _source_dir() -> Path:
-    """The Elixir demo's source: shipped in the wheel, or in the checkout beside ``src/``."""
-    packaged = Path(__file__).parent / "_demo" / "elixir"
+def demo_source(kind: str = "elixir") -> Path:
+    """A demo's source (``elixir`` or ``erlang``): shipped in the wheel, or in the checkout."""
+    packaged = Path(__file__).parent / "_demo" / kind
     if packaged.is_dir():
         return packaged
-    checkout = Path(__file__).resolve().parents[2] / "demo" / "elixir"
+    checkout = Path(__file__).resolve().parents[2] / "demo" / kind
     if checkout.is_dir():
         return checkout
-    raise DemoError("the demo application's source is not installed with this copy of Arsenal")
+    raise DemoError(f"the {kind} demo's source is not installed with this copy of Arsenal")
+
+
+_BUILD_OUTPUTS = frozenset({"_build", "deps", "ebin"})
+
+
+def _source_files(source: Path) -> list[Path]:
+    return sorted(
+        path
+        for path in source.rglob("*")
+        if path.is_file() and not _BUILD_OUTPUTS.intersection(path.relative_to(source).parts)
+    )
+
+
+def _toolchain(tools: tuple[str, ...]) -> str:
+    """Which compilers build it: where each tool really is and when it was installed."""
+    parts = []
+    for tool in tools:
+        found = shutil.which(tool)
+        real = Path(os.path.realpath(found)) if found else None
+        parts.append(f"{tool}={real}:{real.stat().st_mtime_ns if real else 0}")
+    return ";".join(parts)
+
+
+def source_fingerprint(source: Path, tools: tuple[str, ...]) -> str:
+    """A digest of every source file (name and content) and of the compilers on PATH."""
+    digest = hashlib.sha256(_toolchain(tools).encode())
+    for path in _source_files(source):
+        digest.update(path.relative_to(source).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def build_is_current(stamp: Path, fingerprint: str) -> bool:
+    """The build beside ``stamp`` was made from exactly these sources and compilers."""
+    try:
+        return stamp.read_text() == fingerprint
+    except OSError:
+        return False
+
+
+def mark_build_current(stamp: Path, fingerprint: str) -> None:
+    stamp.write_text(fingerprint)
+
+
+def _copy_sources(source: Path, target: Path) -> None:
+    """A writable copy of the sources to build in (an installed package may be read-only)."""
+    if target.exists():
+        shutil.rmtree(target)
+    for path in _source_files(source):
+        destination = target / path.relative_to(source)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, destination)
 
 
 @dataclass
@@ -75,6 +134,8 @@ class DemoNode:
     def __post_init__(self) -> None:
         self.home = self.home or arsenal_home() / "demo"
         self.build_dir = self.home / "_build"
+        self.src_dir = self.home / "src"
+        self.stamp = self.home / "build.stamp"
         self.log_file = self.home / "node.log"
         self.pid_file = self.home / "node.pid"
 
@@ -82,14 +143,33 @@ class DemoNode:
     def node_name(self) -> str:
         return f"{self.name}@{HOST}"
 
+    @property
+    def ebin(self) -> Path:
+        return self.build_dir / "dev" / "lib" / DEMO_APP / "ebin"
+
     def build(self) -> Path:
-        """Compile the demo with ``mix`` (no Hex packages); return its ebin directory."""
-        for tool in ("mix", "elixir"):
+        """Compile the demo with ``mix`` (no Hex packages), unless the last build is still
+        current; return its ebin directory."""
+        for tool in ("mix", "elixir", "erl"):
             if shutil.which(tool) is None:
                 raise DemoError(
-                    f"`{tool}` is not installed; `make demo` installs Elixir, or install it yourself"
+                    f"`{tool}` is not installed; `make demo` installs Erlang and Elixir, "
+                    "or install them yourself (Debian: apt-get install erlang-nox elixir)"
                 )
+        source = demo_source("elixir")
+        fingerprint = source_fingerprint(source, ("mix", "elixir", "erl"))
+        if build_is_current(self.stamp, fingerprint) and (self.ebin / f"{DEMO_APP}.app").is_file():
+            return self.ebin
         self.home.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
+        # Built again from scratch: mix judges staleness by dates, which a copy does not change.
+        self.stamp.unlink(missing_ok=True)
+        shutil.rmtree(self.build_dir, ignore_errors=True)
+        _copy_sources(source, self.src_dir)
+        self._mix_compile()
+        mark_build_current(self.stamp, fingerprint)
+        return self.ebin
+
+    def _mix_compile(self) -> None:
         env = {
             **os.environ,
             "MIX_ENV": "dev",
@@ -97,11 +177,10 @@ class DemoNode:
             "HEX_OFFLINE": "1",
         }
         done = subprocess.run(
-            ["mix", "compile"], cwd=_source_dir(), env=env, capture_output=True, text=True, check=False
+            ["mix", "compile"], cwd=self.src_dir, env=env, capture_output=True, text=True, check=False
         )
         if done.returncode != 0:
             raise DemoError(f"building the demo failed:\n{done.stdout}\n{done.stderr}")
-        return self.build_dir / "dev" / "lib" / DEMO_APP / "ebin"
 
     def running_pid(self) -> int | None:
         try:

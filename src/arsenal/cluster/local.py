@@ -45,17 +45,23 @@ class ClusterError(RuntimeError):
 
 
 def demo_erlang_ebin() -> Path:
-    """The plain-Erlang demo tree's ``ebin`` (``demo/erlang/ebin`` of the checkout), compiled with
-    ``erlc`` into ``$ARSENAL_HOME/demo/erlang-ebin`` when the checkout's is not built."""
-    from ..demo import arsenal_home
+    """The plain-Erlang demo tree's ``ebin``: the checkout's ``demo/erlang/ebin`` when built,
+    otherwise compiled with ``erlc`` from the installed sources into
+    ``$ARSENAL_HOME/demo/erlang-ebin`` (again only when the sources or ``erlc`` change)."""
+    from .. import demo
 
-    source = Path(__file__).resolve().parents[3] / "demo" / "erlang"
+    try:
+        source = demo.demo_source("erlang")
+    except demo.DemoError as exc:
+        raise ClusterError(str(exc)) from None
     built = source / "ebin"
     if built.is_dir() and any(built.glob("*.beam")):
         return built
-    if not source.is_dir():
-        raise ClusterError("the plain-Erlang demo's source is not installed with this copy of Arsenal")
-    target = arsenal_home() / "demo" / "erlang-ebin"
+    target = demo.arsenal_home() / "demo" / "erlang-ebin"
+    stamp = target / "build.stamp"
+    fingerprint = demo.source_fingerprint(source, ("erlc",))
+    if demo.build_is_current(stamp, fingerprint):
+        return target
     target.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
         ["erlc", "-o", str(target), *map(str, sorted(source.glob("*.erl")))],
@@ -65,6 +71,7 @@ def demo_erlang_ebin() -> Path:
     )
     if done.returncode != 0:
         raise ClusterError(f"compiling the Erlang demo failed:\n{done.stdout}{done.stderr}")
+    demo.mark_build_current(stamp, fingerprint)
     return target
 
 
