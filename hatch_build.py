@@ -14,6 +14,7 @@ installs (``uv sync``) read everything from the checkout and need none of this.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,18 @@ def _require(root: Path, relative: str, marker: str, make_target: str) -> Path:
     return path
 
 
+def _check_agent_builds(ebin: Path) -> None:
+    """Every build's manifest names only modules that are there: no half-made build ships."""
+    for manifest in ebin.rglob("manifest.json"):
+        modules = json.loads(manifest.read_text()).get("modules", {})
+        missing = sorted(name for name in modules if not (manifest.parent / f"{name}.beam").is_file())
+        if missing:
+            raise BuildError(
+                f"{manifest.parent} lacks {', '.join(missing)} that its manifest names: "
+                "build the agent again with `make agent`"
+            )
+
+
 def _demo_sources(root: Path) -> list[Path]:
     """Every file of the demo's tree but its build outputs."""
     demo = root / DEMO
@@ -56,6 +69,7 @@ def _demo_sources(root: Path) -> list[Path]:
 def wheel_contents(root: Path) -> dict[str, str]:
     """Source path -> path in the wheel, for the built products and the demo's sources."""
     agent = _require(root, AGENT_EBIN, "manifest.json", "agent")
+    _check_agent_builds(agent)
     dashboard = _require(root, DASHBOARD, "index.html", "web")
     contents = {str(agent): "arsenal/agent/ebin", str(dashboard): "arsenal/web/static"}
     for path in _demo_sources(root):
@@ -66,6 +80,7 @@ def wheel_contents(root: Path) -> dict[str, str]:
 def sdist_contents(root: Path) -> dict[str, str]:
     """Source path -> path in the sdist: the built products where the checkout has them."""
     agent = _require(root, AGENT_EBIN, "manifest.json", "agent")
+    _check_agent_builds(agent)
     dashboard = _require(root, DASHBOARD, "index.html", "web")
     return {str(agent): AGENT_EBIN, str(dashboard): DASHBOARD}
 
