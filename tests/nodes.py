@@ -56,6 +56,8 @@ class BeamNode:
     program: str = "erl"
     # A long name (``-name alive@host``) instead of a short one.
     host: str | None = None
+    # A Debian root whose OTP runs the node (see tests/compat.py).
+    root: Path | None = None
     process: BeamProcess | None = None
 
     def spec(self) -> LaunchSpec:
@@ -69,6 +71,7 @@ class BeamNode:
             ready_marker=self.ready_marker,
             program=self.program,
             host=self.host,
+            root=self.root,
         )
 
     @property

@@ -108,6 +108,10 @@ class LaunchSpec:
     program: str = "erl"
     # A long name, ``alive@host`` (``-name``), instead of the short ``alive@HOST`` (``-sname``).
     host: str | None = None
+    # Another OS tree whose Erlang/OTP runs the node (a Debian root with another OTP release, as
+    # scripts/compat_roots.sh makes): the node starts under ``chroot`` there, sharing this host's
+    # network and EPMD. Paths given to it (code paths, cwd, environment values) must lie inside it.
+    root: Path | None = None
 
     @property
     def node_name(self) -> str:
@@ -118,6 +122,28 @@ class LaunchSpec:
             return [f"{dashes}sname", self.alive]
         return [f"{dashes}name", self.node_name]
 
+    def inside(self, path: Path | str) -> str:
+        """``path`` as the node sees it: relative to :attr:`root` when it runs in one."""
+        if self.root is None:
+            return str(path)
+        inner = Path(path).resolve().relative_to(self.root.resolve())
+        return "/" + str(inner)
+
+    def environment(self) -> dict[str, str]:
+        """The environment variables to add, with paths into :attr:`root` as the node sees them."""
+        if self.root is None:
+            return dict(self.env)
+        prefix = str(self.root.resolve()) + "/"
+        return {k: self.inside(v) if v.startswith(prefix) else v for k, v in self.env.items()}
+
+    def _in_root(self, command: list[str]) -> list[str]:
+        if self.root is None:
+            return command
+        # chroot(1) changes directory to the new root; the node's own cwd is set inside it.
+        cwd = self.inside(self.cwd) if self.cwd is not None else "/"
+        chroot = shutil.which("chroot") or "/usr/sbin/chroot"
+        return [chroot, str(self.root), "/bin/sh", "-c", 'cd "$0" && exec "$@"', cwd, *command]
+
     def command(self) -> list[str]:
         command = [self.program]
         if self.program == "elixir":
@@ -125,17 +151,18 @@ class LaunchSpec:
             if self.cookie is not None:
                 command += ["--cookie", self.cookie]
             for path in self.code_paths:
-                command += ["-pa", str(path)]
+                command += ["-pa", self.inside(path)]
             command += list(self.args)
         else:
             command += [*self._name_args("-"), "-noshell", "-noinput"]
             if self.cookie is not None:
                 command += ["-setcookie", self.cookie]
             for path in self.code_paths:
-                command += ["-pa", str(path)]
+                command += ["-pa", self.inside(path)]
             if self.rlimits:
                 command += SMALL_LITERAL_CARRIER
             command += list(self.args)
+        command = self._in_root(command)
         if self.exit_status_path is None:
             return command
         # `exec` is not used on purpose: the shell stays to record how the node ended.
@@ -195,7 +222,7 @@ class BeamProcess:
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,
-                    env={**os.environ, **spec.env},
+                    env={**os.environ, **spec.environment()},
                     cwd=spec.cwd,
                     preexec_fn=_limits_setter(spec.rlimits),
                 )
