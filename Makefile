@@ -3,13 +3,14 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.local/bin:$(PATH)
 UV ?= uv
 
-.PHONY: demo test setup tools python agent demo-build web browser lint bench clean
+.PHONY: demo test setup tools python agent demo-build web browser compat lint bench clean
 
 demo: setup
 	$(UV) run arsenal demo
 
-test: setup browser
-	$(UV) run pytest
+# The roots come first, so that `agent` builds the agent with each OTP line's compiler too.
+test: tools compat setup browser
+	ARSENAL_COMPAT=$$([ "$$(id -u)" = 0 ] && echo required) $(UV) run pytest
 
 setup: tools python agent demo-build web
 
@@ -30,6 +31,12 @@ web: tools
 
 browser:
 	@scripts/ensure_browser.sh
+
+# Debian roots with the OTP releases this machine lacks (25, 27, 29), for the compatibility suite and
+# the agent's per-OTP builds; cached under ~/.cache/arsenal/roots. Building them needs root.
+compat:
+	@if [ "$$(id -u)" = 0 ]; then scripts/compat_roots.sh >/dev/null; \
+	else echo "compat: not root, so no Debian roots: the agent is built for this machine's OTP only" >&2; fi
 
 lint: python
 	$(UV) run ruff check src tests benchmarks

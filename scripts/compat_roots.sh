@@ -5,7 +5,8 @@
 # A node started with `chroot ROOT erl -sname ...` shares this machine's network and epmd, so
 # Arsenal on the host attaches to it as to any local node.
 #
-# Usage: scripts/compat_roots.sh [--bare] [SUITE ...]    (default: trixie sid)
+# Usage: scripts/compat_roots.sh [--bare] [SUITE ...]
+#   default: the suites whose OTP line this machine lacks, of bookworm (25), trixie (27), sid (29)
 #   --bare   a root with nothing but Debian's minimal base (for proving a fresh-machine setup)
 # Roots are cached under $ARSENAL_COMPAT_ROOTS (default ~/.cache/arsenal/roots) and built once;
 # a half-built root is never used (it is only renamed into place when complete). Needs root and
@@ -18,7 +19,12 @@ set -euo pipefail
 bare=0
 if [ "${1:-}" = "--bare" ]; then bare=1; shift; fi
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(trixie sid)
+if [ ${#suites[@]} -eq 0 ]; then
+  host=$(erl -noshell -eval 'io:put_chars(erlang:system_info(otp_release)), halt().' 2>/dev/null || true)
+  for pair in bookworm:25 trixie:27 sid:29; do
+    [ "${pair#*:}" = "$host" ] || suites+=("${pair%%:*}")
+  done
+fi
 base=${ARSENAL_COMPAT_ROOTS:-$HOME/.cache/arsenal/roots}
 
 if [ "$(id -u)" -ne 0 ]; then

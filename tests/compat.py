@@ -43,7 +43,8 @@ class OtpTarget:
 
     def run(self, *command: str, cwd: str = "/", timeout: float = 300) -> str:
         """A command with this target's tools (``erlc``, ``mix``), its output; fails loudly."""
-        env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "MIX_ENV": "dev", "HEX_OFFLINE": "1"}
+        env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "MIX_ENV": "dev"}
+        env["HEX_OFFLINE"] = "1"
         if self.root is None:
             argv, env = list(command), {**os.environ, **env, "PATH": os.environ["PATH"]}
         else:

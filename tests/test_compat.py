@@ -19,7 +19,7 @@ from arsenal.client import Arsenal
 from arsenal.dist import Atom
 from arsenal.ops.base import Principal
 
-from .compat import COMPAT_ROOTS, OtpTarget, Workspace, otp_targets, required, workspace
+from .compat import COMPAT_ROOTS, Workspace, otp_targets, required, workspace
 from .helpers import eval_erlang
 from .nodes import BeamNode
 
@@ -75,10 +75,6 @@ async def ex(ex_node: BeamNode, cookie: str) -> AsyncIterator[Arsenal]:
     service = await _attached(ex_node, cookie)
     yield service
     await service.close()
-
-
-def _target(space: Workspace) -> OtpTarget:
-    return space.target
 
 
 async def test_attach_loads_the_build_of_the_nodes_otp_line(space: Workspace, erl: Arsenal) -> None:
