@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
+from arsenal.beam import AgentError, Node
 from arsenal.beam.agent import AgentLoader
 from arsenal.client import Arsenal
 from arsenal.dist import Atom
@@ -185,3 +188,45 @@ async def _assert_clean(service: Arsenal, node: str) -> None:
         await asyncio.sleep(0.1)
     assert state["hub"] == Atom("undefined"), state
     assert state["traced_processes"] == [] and state["patterns"] == [], state
+
+
+def _only_build(tmp_path: Path, release: int) -> AgentLoader:
+    """A loader that has just one of this installation's builds."""
+    source = next(b for b in AgentLoader().builds if b.otp_release == release)
+    shutil.copytree(source.directory, tmp_path / source.directory.name)
+    return AgentLoader(tmp_path)
+
+
+async def test_a_build_the_node_refuses_is_named_with_both_releases(
+    space: Workspace, erl_node: BeamNode, cookie: str, tmp_path: Path
+) -> None:
+    builds = [b.otp_release for b in AgentLoader().builds]
+    release = int(space.target.release)
+    older = [b for b in builds if b < release]
+    if release < 29 or 25 not in older:
+        pytest.skip("needs an OTP 29 node and the OTP 25 build (OTP 29 refuses what OTP 25 compiled)")
+    node = Node(erl_node.name, cookie=cookie, reconnect=False, loader=_only_build(tmp_path, 25))
+    with pytest.raises(AgentError) as refused:
+        await node.connect()
+    await node.close()
+    message = str(refused.value)
+    assert f"runs OTP {release}" in message and "for OTP 25" in message, message
+    assert "make agent" in message, message
+    async with Node(erl_node.name, cookie=cookie, reconnect=False, agent=False) as bare:
+        loaded = await bare.call("code", "all_loaded", [])
+        assert not [m for m, _ in loaded if str(m).startswith("arsenal_agent")], "half an agent left"
+
+
+async def test_a_node_older_than_every_build_is_told_so(
+    space: Workspace, erl_node: BeamNode, cookie: str, tmp_path: Path
+) -> None:
+    newer = [b.otp_release for b in AgentLoader().builds if b.otp_release > int(space.target.release)]
+    if not newer:
+        pytest.skip("no build newer than this node's OTP")
+    node = Node(erl_node.name, cookie=cookie, reconnect=False, loader=_only_build(tmp_path, newer[-1]))
+    with pytest.raises(AgentError) as refused:
+        await node.connect()
+    await node.close()
+    message = str(refused.value)
+    assert f"runs OTP {space.target.release}, older than every build" in message, message
+    assert f"built for OTP {newer[-1]}" in message, message

@@ -132,11 +132,16 @@ class AgentLoader:
         """Load every agent module the node lacks or has in another version; return those loaded."""
         release = await self.node_release(conn, timeout)
         build = self.build_for(release)
-        loaded = []
+        loaded: list[str] = []
         for module in build.modules:
             if await self.loaded_md5(conn, module.name, timeout) == module.md5:
                 continue
-            await self._load(conn, build, module, release, timeout)
+            try:
+                await self._load(conn, build, module, release, timeout)
+            except AgentError:
+                # Half an agent is no use to anyone: take out what this attempt put in.
+                await self._remove(conn, [m for m in build.modules if m.name in loaded], timeout)
+                raise
             loaded.append(module.name)
         return loaded
 
@@ -166,8 +171,11 @@ class AgentLoader:
 
     async def unload(self, conn: Connection, timeout: float = 10.0) -> list[str]:
         """Remove the agent's modules from the node (purging kills processes still running them)."""
+        return await self._remove(conn, self.modules, timeout)
+
+    async def _remove(self, conn: Connection, modules: list[AgentModule], timeout: float) -> list[str]:
         removed = []
-        for module in self.modules:
+        for module in modules:
             mod = Atom(module.name)
             await self._stop_server(conn, module, timeout)
             await conn.rpc("code", "purge", [mod], timeout)
