@@ -21,6 +21,7 @@ from arsenal.beam.agent import AgentLoader
 from arsenal.client import Arsenal
 from arsenal.dist import Atom
 from arsenal.ops.base import Principal
+from arsenal.sandbox.manager import SandboxManager
 
 from .compat import COMPAT_ROOTS, Workspace, otp_targets, required, workspace
 from .helpers import eval_erlang
@@ -170,8 +171,12 @@ async def test_tracing_leaves_nothing_behind(erl: Arsenal, erl_node: BeamNode) -
     await eval_erlang(erl, erl_node.name, "arsenal_test_support:busy_caller(5, 3)")
     started = await erl.run(
         "trace_calls",
-        {"patterns": ["arsenal_test_support:traced/1 -> return"], "max_events": 10, "duration": 10,
-         "wait": True},
+        {
+            "patterns": ["arsenal_test_support:traced/1 -> return"],
+            "max_events": 10,
+            "duration": 10,
+            "wait": True,
+        },
     )
     assert started.events == 10 and started.end_reason == "max_events", started
     assert {e["kind"] for e in started.results} == {"call", "return_from"}, started.results
@@ -230,3 +235,52 @@ async def test_a_node_older_than_every_build_is_told_so(
     message = str(refused.value)
     assert f"runs OTP {space.target.release}, older than every build" in message, message
     assert f"built for OTP {newer[-1]}" in message, message
+
+
+async def test_sandboxes_on_this_otp(space: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A template sandbox (Elixir), injected code, an Erlang module hot-swapped, all on this OTP."""
+    if space.target.root is not None:
+        monkeypatch.setenv("ARSENAL_OTP_ROOT", str(space.target.root))
+    home = space.path / "home"
+    async with Arsenal(home=home) as arsenal:
+        manager = arsenal.services.get(SandboxManager)
+        try:
+            created = await arsenal.run(
+                "create_sandbox",
+                {"sandbox_id": "compat", "template": "worker_pool", "limits": {"lifetime_s": 120}},
+            )
+            assert created.status == "running"
+            release = await arsenal.run(
+                "inject_code", {"sandbox_id": "compat", "code": "System.otp_release()"}
+            )
+            assert release.value == f'"{space.target.release}"', release
+            ran = await arsenal.run(
+                "inject_code", {"sandbox_id": "compat", "code": "WorkerPool.Dispatcher.run(fn -> 6 * 7 end)"}
+            )
+            assert ran.ok and ran.value == "{:ok, 42, 1}", ran
+            broken = await arsenal.run(
+                "inject_code", {"sandbox_id": "compat", "code": "1 +", "language": "elixir"}
+            )
+            assert not broken.ok and broken.error, broken
+            source = "-module(compat_mod).\n-export([v/0]).\nv() -> 1.\n"
+            await arsenal.run(
+                "hot_swap_module",
+                {"sandbox_id": "compat", "module": "compat_mod", "source": source, "language": "erlang"},
+            )
+            swapped = await arsenal.run(
+                "hot_swap_module",
+                {
+                    "sandbox_id": "compat",
+                    "module": "compat_mod",
+                    "source": source.replace("1.", "2."),
+                    "language": "erlang",
+                },
+            )
+            assert swapped.version == 2
+            two = await arsenal.run(
+                "inject_code", {"sandbox_id": "compat", "code": "compat_mod:v().", "language": "erlang"}
+            )
+            assert two.value == "2", two
+        finally:
+            for record in manager.records.list():
+                await manager.destroy(record.id)

@@ -9,9 +9,7 @@ purged and replaced, as ``code:load_binary/3`` requires.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
-import subprocess
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -104,10 +102,6 @@ class AgentLoader:
                 f"(built for OTP {self.supported()}); attach to OTP {self.builds[0].otp_release} or later"
             )
         return fitting[-1]
-
-    def local_build(self) -> AgentBuild:
-        """The build for this machine's own OTP, for the nodes Arsenal starts itself (sandboxes)."""
-        return self.build_for(_local_otp_release())
 
     @property
     def modules(self) -> list[AgentModule]:
@@ -205,15 +199,3 @@ def _refusal(peer: str, module: str, result: object, build: AgentBuild, release:
         )
     return reason + f"the agent build for OTP {build.otp_release} does not load on this node's OTP {release}"
 
-
-@functools.cache
-def _local_otp_release() -> str:
-    """This machine's OTP release (``erl`` on PATH), read once."""
-    try:
-        out = subprocess.run(
-            ["erl", "-noshell", "-eval", 'io:put_chars(erlang:system_info(otp_release)), halt().'],
-            capture_output=True, text=True, timeout=30, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise AgentError(f"cannot run this machine's `erl` to read its OTP release: {exc}") from exc
-    return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import resource
 import secrets
@@ -31,6 +32,7 @@ __all__ = [
     "LaunchError",
     "LaunchSpec",
     "elixir_code_paths",
+    "OtpInstall",
     "owner_watchdog",
     "registered_with_epmd",
     "unique_alive",
@@ -70,6 +72,51 @@ def elixir_code_paths() -> list[Path]:
         return []
     lib = Path(script).resolve().parent.parent / "lib"
     return sorted(path for path in lib.glob("*/ebin") if path.is_dir())
+
+
+@dataclass(frozen=True)
+class OtpInstall:
+    """The Erlang/OTP (and Elixir) that runs the nodes Arsenal starts itself: this machine's own, or
+    the one in another OS tree (``root``: a Debian root with another OTP release, as
+    scripts/compat_roots.sh makes; ``ARSENAL_OTP_ROOT`` chooses one), run there under ``chroot``."""
+
+    root: Path | None = None
+
+    @classmethod
+    def from_environment(cls) -> OtpInstall:
+        root = os.environ.get("ARSENAL_OTP_ROOT")
+        return cls(Path(root) if root else None)
+
+    def release(self) -> str:
+        """Its OTP release, ``"27"``."""
+        if self.root is None:
+            return _host_otp_release()
+        releases = sorted(p.name for p in (self.root / "usr/lib/erlang/releases").glob("[0-9]*"))
+        if not releases:
+            raise LaunchError(f"{self.root} holds no Erlang/OTP (no usr/lib/erlang/releases/<N>)")
+        return releases[-1]
+
+    def elixir_code_paths(self) -> list[Path]:
+        """The ebin directories of its Elixir, as this machine sees them (``[]`` without Elixir)."""
+        if self.root is None:
+            return elixir_code_paths()
+        lib = self.root / "usr/lib/elixir/lib"
+        return sorted(path for path in lib.glob("*/ebin") if path.is_dir())
+
+    def holds(self, path: Path) -> bool:
+        """Whether a node of this install can see ``path``."""
+        return self.root is None or path.resolve().is_relative_to(self.root.resolve())
+
+
+@functools.cache
+def _host_otp_release() -> str:
+    done = subprocess.run(
+        ["erl", "-noshell", "-eval", "io:put_chars(erlang:system_info(otp_release)), halt()."],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    if done.returncode != 0 or not done.stdout.strip():
+        raise LaunchError(f"cannot read this machine's OTP release from `erl`: {done.stderr.strip()}")
+    return done.stdout.strip()
 
 
 def owner_watchdog(pid: int | None = None) -> list[str]:

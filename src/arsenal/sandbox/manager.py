@@ -34,7 +34,7 @@ from ..beam.agent import AgentLoader
 from ..dist import Atom, Term, charlist
 from ..store import ModuleVersion, SandboxRecord, SandboxStore, Store, default_home
 from .errors import SandboxError
-from .launcher import BeamProcess, LaunchSpec, elixir_code_paths, group_alive, kill_group
+from .launcher import BeamProcess, LaunchSpec, OtpInstall, group_alive, kill_group
 from .limits import SandboxLimits
 from .policy import SecurityPolicy
 from .source import SandboxSource, module_atom
@@ -137,6 +137,7 @@ class SandboxManager:
         self.live: dict[str, LiveSandbox] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._loader = AgentLoader()
+        self.otp = OtpInstall.from_environment()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -145,6 +146,26 @@ class SandboxManager:
 
     def directory(self, id: str) -> Path:
         return self.home / "sandboxes" / id
+
+    def seen_by_node(self, path: Path) -> str:
+        """``path`` as a sandbox node sees it (inside the OTP root it runs in, if any)."""
+        if self.otp.root is None:
+            return str(path)
+        return "/" + str(path.resolve().relative_to(self.otp.root.resolve()))
+
+    def _agent_ebin(self) -> Path:
+        """The agent build for the sandboxes' OTP, where their nodes can load it from."""
+        build = self._loader.build_for(self.otp.release())
+        if self.otp.holds(build.directory):
+            return build.directory
+        # A node in another OS tree sees only that tree: it gets a copy, under the home inside it.
+        copy = self.home / "agent" / build.directory.name
+        if not (copy / "manifest.json").is_file() or (copy / "manifest.json").read_bytes() != (
+            build.directory / "manifest.json"
+        ).read_bytes():
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(build.directory, copy)
+        return copy
 
     async def create(self, id: str, spec: SandboxSpec) -> SandboxRecord:
         """Start a new sandbox and load its code; on any failure nothing is left behind."""
@@ -176,15 +197,16 @@ class SandboxManager:
         _fresh_directory(directory)
         cookie = secrets.token_hex(16)
         # An Erlang sandbox does without Elixir (its applications cost ~40 ms of start-up).
-        uses_elixir = bool(elixir_code_paths()) and spec.code_language == "elixir"
-        if spec.code_language == "elixir" and not elixir_code_paths():
+        elixir = self.otp.elixir_code_paths()
+        uses_elixir = bool(elixir) and spec.code_language == "elixir"
+        if spec.code_language == "elixir" and not elixir:
             raise SandboxError(
                 "start", "Elixir is not installed on Arsenal's host; give Erlang source instead"
             )
         launch = LaunchSpec(
             alive=f"arsenal_sbx_{id}_{secrets.token_hex(2)}",
             cookie=cookie,
-            code_paths=[self._loader.local_build().directory, *(elixir_code_paths() if uses_elixir else [])],
+            code_paths=[self._agent_ebin(), *(elixir if uses_elixir else [])],
             args=[*spec.limits.erl_args(), "-eval", "arsenal_agent_sandbox:boot()"],
             env={
                 **spec.limits.env(),
@@ -198,6 +220,7 @@ class SandboxManager:
             exit_status_path=directory / "exit_status",
             ready_marker=READY_MARKER,
             cwd=directory / "work",
+            root=self.otp.root,
         )
         process = BeamProcess.start(launch)
         self.records.started(id, launch.node_name, cookie, process.pid)
@@ -232,7 +255,7 @@ class SandboxManager:
         """Compile and load files in the sandbox (after its policy scan); record each module's version."""
         request = {
             Atom("lang"): Atom(language),
-            Atom("dir"): charlist(str(self.directory(id))),
+            Atom("dir"): charlist(self.seen_by_node(self.directory(id))),
             Atom("files"): [(name.encode(), text.encode()) for name, text in sorted(files.items())],
             Atom("policy"): policy.wire(),
         }
@@ -443,7 +466,7 @@ class SandboxManager:
         file = f"{name.removeprefix('Elixir.')}.{'ex' if lang == 'elixir' else 'erl'}"
         request = {
             Atom("lang"): Atom(lang),
-            Atom("dir"): charlist(str(self.directory(id))),
+            Atom("dir"): charlist(self.seen_by_node(self.directory(id))),
             Atom("module"): name.encode(),
             Atom("file"): (f"swap/{file}".encode(), source.encode()),
             Atom("policy"): self.spec(id).policy.wire(),
@@ -475,7 +498,7 @@ class SandboxManager:
         request = {
             Atom("module"): name.encode(),
             Atom("beam"): target.beam,
-            Atom("dir"): charlist(str(self.directory(id))),
+            Atom("dir"): charlist(self.seen_by_node(self.directory(id))),
             Atom("force"): force,
             Atom("extra"): extra,
             Atom("previous"): latest.beam,
