@@ -12,7 +12,8 @@
 #   3. every process started in the copy killed, every mount undone, the copy deleted (--keep
 #      keeps it, unmounted).
 #
-# Usage: scripts/check_fresh_debian.sh [--keep] [SUITE ...]
+# Usage: scripts/check_fresh_debian.sh [--keep] [--make-test] [SUITE ...]
+#   --make-test  also run `make test` (the whole suite, half an hour or more) in each root
 # Needs root. Prints each step's time and a summary; exits non-zero if any suite failed. Logs go
 # to $ARSENAL_FRESH_WORK (default /tmp/arsenal-fresh)/SUITE.log. Not part of `make test`.
 set -euo pipefail
@@ -20,7 +21,16 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=${ARSENAL_FRESH_WORK:-/tmp/arsenal-fresh}
 keep=0
-if [ "${1:-}" = "--keep" ]; then keep=1; shift; fi
+make_test=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --keep) keep=1 ;;
+    --make-test) make_test=1 ;;
+    -*) echo "check_fresh_debian: unknown option $1" >&2; exit 2 ;;
+    *) break ;;
+  esac
+  shift
+done
 suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(bookworm trixie)
 
@@ -130,10 +140,10 @@ ps_on_node() {
   in_root uv run arsenal ps --node "$node" --limit 5 | tee -a "$log" | grep -q "processes by"
 }
 
-demo_runs() {
-  in_root env ARSENAL_DEMO_NAME="demo_$node" uv run arsenal demo --no-serve \
+demo_runs() {  # the demo uses ~/.erlang.cookie, as erl does: no cookie of the test's
+  in_root env -u ARSENAL_COOKIE ARSENAL_DEMO_NAME="demo_$node" uv run arsenal demo --no-serve \
     && in_root env -u ARSENAL_COOKIE uv run arsenal ps --node "demo_$node" --limit 3 \
-    && in_root env ARSENAL_DEMO_NAME="demo_$node" uv run arsenal demo --stop
+    && in_root env -u ARSENAL_COOKIE ARSENAL_DEMO_NAME="demo_$node" uv run arsenal demo --stop
 }
 
 check_suite() {
@@ -158,6 +168,7 @@ check_suite() {
   step "start a node in the root" start_node || return 1
   step "uv run arsenal ps" ps_on_node || return 1
   step "arsenal demo --no-serve/--stop" demo_runs || return 1
+  if [ $make_test -eq 1 ]; then step "make test" in_root make test || return 1; fi
   echo "  total $((SECONDS - start))s" >&2
   timings+=("total $((SECONDS - start))s")
 }
