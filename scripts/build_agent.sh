@@ -23,12 +23,14 @@ rm -f "$out"/*.beam "$out"/manifest.json  # the layout before builds were per OT
 read -r -d '' build_eval <<'ERL' || true
   [Src, Out] = init:get_plain_arguments(),
   Rel = erlang:system_info(otp_release),
-  Dir = filename:join(Out, "otp" ++ Rel),
+  Final = filename:join(Out, "otp" ++ Rel),
+  %% Built beside the current build and swapped in whole: a running Arsenal never reads half of one.
+  Dir = Final ++ ".new",
+  _ = file:del_dir_r(Dir),
   ok = filelib:ensure_path(Dir),
-  [file:delete(F) || F <- filelib:wildcard(filename:join(Dir, "*.beam"))],
   Opts = [deterministic, warnings_as_errors, debug_info, report, {outdir, Dir}],
   Results = [compile:file(F, Opts) || F <- lists:sort(filelib:wildcard(filename:join(Src, "*.erl")))],
-  case [R || R <- Results, element(1, R) =/= ok] of
+  case [R || R <- Results, not (is_tuple(R) andalso element(1, R) =:= ok)] of
       [] -> ok;
       _ -> io:format(standard_error, "agent: OTP ~s failed to compile the agent~n", [Rel]), halt(1)
   end,
@@ -41,13 +43,30 @@ read -r -d '' build_eval <<'ERL' || true
           erlang:system_info(version), "\",\n  \"modules\": {\n",
           lists:join(",\n", Entries), "\n  }\n}\n"],
   ok = file:write_file(filename:join(Dir, "manifest.json"), Json),
-  io:format("~s ~b~n", [filename:basename(Dir), length(Beams)]),
+  _ = file:del_dir_r(Final ++ ".old"),
+  _ = file:rename(Final, Final ++ ".old"),
+  ok = file:rename(Dir, Final),
+  _ = file:del_dir_r(Final ++ ".old"),
+  io:format("built: ~s ~b~n", [filename:basename(Final), length(Beams)]),
   halt().
 ERL
 
-report() { read -r dir count; echo "agent: built $count module(s) into ${out#$here/}/$dir ($1)"; }
+# Run the build step (its arguments: how to run erl); compiler messages go to stderr.
+build() {
+  local what=$1 output; shift
+  if ! output=$("$@" -noshell -eval "$build_eval" -extra "${args[@]}" 2>&1); then
+    printf '%s\n' "$output" | grep -v '^built: ' >&2
+    echo "agent: the build with $what failed" >&2
+    return 1
+  fi
+  printf '%s\n' "$output" | grep -v '^built: ' >&2 || true
+  local _ dir count
+  read -r _ dir count < <(printf '%s\n' "$output" | grep '^built: ')
+  echo "agent: built $count module(s) into ${out#"$here"/}/$dir ($what)"
+}
 
-erl -noshell -eval "$build_eval" -extra "$src" "$out" | report "this machine's OTP"
+args=("$src" "$out")
+build "this machine's OTP" erl
 
 # Each compat root compiles in a scratch directory inside itself: a chroot sees only its own tree.
 for root in "$roots"/*; do
@@ -55,15 +74,20 @@ for root in "$roots"/*; do
   [ -x "$root/usr/bin/erlc" ] || continue
   [ "$(id -u)" -eq 0 ] || { echo "agent: skipping $root (building inside it needs root)" >&2; continue; }
   scratch=$(mktemp -d "$root/tmp/arsenal-agent.XXXXXX")
+  trap 'rm -rf "$scratch"' EXIT
   mkdir -p "$scratch/src" "$scratch/out"
   cp "$src"/*.erl "$scratch/src/"
   inner=${scratch#"$root"}
-  chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/tmp \
-    erl -noshell -eval "$build_eval" -extra "$inner/src" "$inner/out" | report "$(basename "$root")"
-  for dir in "$scratch"/out/otp*; do
+  args=("$inner/src" "$inner/out")
+  build "$(basename "$root")" chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/tmp erl
+  for dir in "$scratch"/out/otp[0-9]*; do
     rel=$(basename "$dir")
-    rm -rf "${out:?}/$rel"
-    cp -r "$dir" "$out/$rel"
+    rm -rf "${out:?}/$rel.new"
+    cp -r "$dir" "$out/$rel.new"
+    rm -rf "${out:?}/$rel.old"
+    [ ! -d "$out/$rel" ] || mv "$out/$rel" "$out/$rel.old"
+    mv "$out/$rel.new" "$out/$rel"
+    rm -rf "${out:?}/$rel.old"
   done
   rm -rf "$scratch"
 done

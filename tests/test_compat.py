@@ -21,10 +21,11 @@ from arsenal.beam.agent import AgentLoader
 from arsenal.client import Arsenal
 from arsenal.dist import Atom
 from arsenal.ops.base import Principal
+from arsenal.ops.errors import ErrorCode
 from arsenal.sandbox.manager import SandboxManager
 
 from .compat import COMPAT_ROOTS, Workspace, otp_targets, required, workspace
-from .helpers import eval_erlang
+from .helpers import eval_erlang, fails
 from .nodes import BeamNode
 
 TARGETS = otp_targets()
@@ -284,3 +285,46 @@ async def test_sandboxes_on_this_otp(space: Workspace, monkeypatch: pytest.Monke
         finally:
             for record in manager.records.list():
                 await manager.destroy(record.id)
+
+
+async def test_tracing_beside_dbg(space: Workspace, erl: Arsenal, erl_node: BeamNode) -> None:
+    """OTP 27+: Arsenal traces in a session of its own, so dbg keeps tracing the same function and
+    neither undoes the other. Before 27 a process has one tracer: Arsenal refuses, naming dbg."""
+    node = erl_node.name
+    await eval_erlang(erl, node, "arsenal_test_support:busy_caller(5, 4)")
+    dbg_setup = (
+        "Self = self(), "
+        "Count = spawn(fun Loop() -> receive {count, From} -> From ! get(n), Loop(); _ -> "
+        "put(n, case get(n) of undefined -> 1; N -> N + 1 end), Loop() end end), "
+        "register(compat_dbg_count, Count), "
+        "{ok, _} = dbg:tracer(process, {fun(Msg, _) -> Count ! Msg, ok end, ok}), "
+        "{ok, _} = dbg:p(all, [call]), {ok, _} = dbg:tpl(arsenal_test_support, traced, 1, []), Self"
+    )
+    await eval_erlang(erl, node, dbg_setup)
+    try:
+        patterns = {"patterns": ["arsenal_test_support:traced/1"], "max_events": 5, "duration": 10}
+        if int(space.target.release) < 27:
+            err = await fails(ErrorCode.conflict, erl.run("trace_calls", patterns))
+            assert "dbg" in err.message or "tracer" in err.message, err.message
+            return
+        ended = await erl.run("trace_calls", {**patterns, "wait": True})
+        assert ended.events == 5 and ended.end_reason == "max_events", ended
+        count = "compat_dbg_count ! {count, self()}, receive N -> N after 1000 -> none end"
+        before = await eval_erlang(erl, node, count)
+        await asyncio.sleep(0.3)
+        after = await eval_erlang(erl, node, count)
+        assert isinstance(before, int) and after > before, (before, after)  # dbg still traces
+        assert not await _hub_alive(erl, node)
+        names = "[N || {N, _} <- trace:session_info(all)]"
+        sessions = await eval_erlang(erl, node, names)
+        assert Atom("arsenal") not in sessions, sessions  # its session went with its last trace
+    finally:
+        await eval_erlang(erl, node, "dbg:stop(), exit(whereis(compat_dbg_count), kill), ok")
+
+
+async def _hub_alive(service: Arsenal, node: str) -> bool:
+    for _ in range(50):
+        if await eval_erlang(service, node, "whereis(arsenal_agent_trace)") == Atom("undefined"):
+            return False
+        await asyncio.sleep(0.1)
+    return True

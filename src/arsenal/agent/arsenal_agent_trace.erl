@@ -2,10 +2,14 @@
 %% their limits enforced here, where the events are made.
 %%
 %% One process, the hub (registered under this module's name), is the tracer
-%% of every session, because on OTP 25 a process has one tracer and a function
-%% one trace pattern: sessions that each set their own tracer would steal each
-%% other's events. The hub applies the union of what its sessions ask for and
-%% hands each event to the sessions it belongs to:
+%% of every session, because on OTP 25 and 26 a process has one tracer and a
+%% function one trace pattern: sessions that each set their own tracer would
+%% steal each other's events. On OTP 27 and later the hub traces in a trace
+%% session of its own (trace:session_create/3), so Arsenal and dbg, recon or
+%% redbug never see or undo each other's flags and patterns; before 27 another
+%% tool's tracing is a conflict, refused with the tool named. The hub applies
+%% the union of what its sessions ask for and hands each event to the sessions
+%% it belongs to:
 %%   * call, return_from and exception_from events by their function (the
 %%     call patterns of live sessions never overlap: an overlapping one is
 %%     refused with the session that holds it);
@@ -116,9 +120,13 @@ quiet(Hub, Id) ->
         {dictionary, Dict} ->
             case lists:keyfind({session_functions, Id}, 1, Dict) of
                 {_, MFAs} ->
+                    Session = case lists:keyfind(trace_session, 1, Dict) of
+                                  {_, S} -> S;
+                                  false -> legacy
+                              end,
                     [begin
-                         erlang:trace_pattern(MFA, false, [local]),
-                         erlang:trace_pattern(MFA, false, [global])
+                         pattern(Session, MFA, false, [local]),
+                         pattern(Session, MFA, false, [global])
                      end || MFA <- MFAs],
                     ok;
                 false ->
@@ -316,7 +324,9 @@ init([]) ->
     %% at high priority it keeps up until the rate limit trips, within one interval.
     process_flag(priority, high),
     Hub = self(),
-    Janitor = spawn(fun() -> janitor(erlang:monitor(process, Hub), []) end),
+    Session = open_trace_session(),
+    put(trace_session, Session),
+    Janitor = spawn(fun() -> janitor(erlang:monitor(process, Hub), Session, []) end),
     put(janitor, Janitor),
     {ok, #{sessions => #{}, next => 1, handled => 0, flush => undefined, janitor => Janitor}}.
 
@@ -325,16 +335,53 @@ init([]) ->
 %% processes when their tracer dies, and trace patterns and call counters
 %% stay in the code. The hub tells it what is set after every change; on the
 %% hub's normal exit there is nothing left to undo.
-janitor(Ref, Set) ->
+janitor(Ref, Session, Set) ->
     receive
         {set, Set1} when is_list(Set1) ->
-            janitor(Ref, Set1);
+            janitor(Ref, Session, Set1);
         {'DOWN', Ref, process, _, normal} ->
             ok;
+        {'DOWN', Ref, process, _, _} when Session =/= legacy ->
+            close_trace_session(Session);
         {'DOWN', Ref, process, _, _} ->
-            [try erlang:trace_pattern(MFA, false, [How]) catch error:badarg -> 0 end || {MFA, How} <- Set],
-            clear_everything()
+            [try pattern(Session, MFA, false, [How]) catch error:badarg -> 0 end || {MFA, How} <- Set],
+            clear_everything(Session)
     end.
+
+%% A trace session of Arsenal's own where the VM has them (OTP 27 and later),
+%% or the VM's one legacy session (`legacy`) before that. The session's name
+%% is an atom this module already holds, so opening one creates no atom.
+open_trace_session() ->
+    _ = code:ensure_loaded(trace),
+    case erlang:function_exported(trace, session_create, 3) of
+        true -> trace:session_create(arsenal, self(), []);
+        false -> legacy
+    end.
+
+close_trace_session(legacy) ->
+    ok;
+close_trace_session(Session) ->
+    try trace:session_destroy(Session) catch error:badarg -> ok end,
+    ok.
+
+%% erlang:trace/3, trace_pattern/3 and trace_info/2 in the hub's session. In a
+%% session of its own the tracer is the session's: no {tracer, _} flag.
+flags(legacy, Flags) -> Flags;
+flags(_, Flags) -> [F || F <- Flags, not is_tuple(F) orelse element(1, F) =/= tracer].
+
+trace_flags(legacy, PidSpec, How, Flags) -> erlang:trace(PidSpec, How, Flags);
+trace_flags(Session, PidSpec, How, Flags) -> trace:process(Session, PidSpec, How, flags(Session, Flags)).
+
+pattern(legacy, MFA, Spec, Flags) -> erlang:trace_pattern(MFA, Spec, Flags);
+pattern(Session, MFA, Spec, Flags) -> trace:function(Session, MFA, Spec, Flags).
+
+info(legacy, What, Item) -> erlang:trace_info(What, Item);
+info(Session, What, Item) -> trace:info(Session, What, Item).
+
+%% The same, for the hub itself (its session is in its dictionary).
+trace_flags(PidSpec, How, Flags) -> trace_flags(get(trace_session), PidSpec, How, Flags).
+pattern(MFA, Spec, Flags) -> pattern(get(trace_session), MFA, Spec, Flags).
+info(What, Item) -> info(get(trace_session), What, Item).
 
 %% Tell the janitor what is set now.
 inform_janitor(#{janitor := Janitor, sessions := Sessions}) ->
@@ -382,7 +429,8 @@ handle_info(_, State) ->
 
 terminate(_Reason, #{sessions := Sessions} = State) ->
     _ = maps:fold(fun(_, S, Acc) -> finish(S, hub_stopped, Acc) end, State, Sessions),
-    clear_everything().
+    clear_everything(get(trace_session)),
+    close_trace_session(get(trace_session)).
 
 %% With no session left the hub goes away (after undoing everything it set).
 stop_if_idle({reply, Reply, #{sessions := S} = State}) when map_size(S) =:= 0 ->
@@ -446,15 +494,22 @@ wild_eq('_', _) -> true;
 wild_eq(_, '_') -> true;
 wild_eq(X, Y) -> X =:= Y.
 
-%% Another tool (dbg, recon, redbug...) tracing what we would trace.
-foreign_tracers(all) ->
-    case erlang:trace_info(new_processes, tracer) of
+%% Another tool (dbg, recon, redbug...) tracing what we would trace. In a
+%% trace session of Arsenal's own there is no such thing.
+foreign_tracers(Scope) ->
+    case get(trace_session) of
+        legacy -> legacy_tracers(Scope);
+        _ -> []
+    end.
+
+legacy_tracers(all) ->
+    case info(new_processes, tracer) of
         {tracer, T} when T =/= [], T =/= self() -> [{foreign_tracer, T}];
         _ -> []
     end;
-foreign_tracers(Pids) ->
+legacy_tracers(Pids) ->
     lists:usort([{foreign_tracer, T} || P <- Pids,
-                                        {tracer, T} <- [erlang:trace_info(P, tracer)],
+                                        {tracer, T} <- [info(P, tracer)],
                                         T =/= [], T =/= self()]).
 
 dead(all) -> [];
@@ -483,8 +538,8 @@ apply_profiles([{M, F, A, Kind} | Rest], Done) ->
             {error, {not_loaded, M}};
         true ->
             %% Counters start from zero for this session.
-            erlang:trace_pattern({M, F, A}, restart, [Kind]),
-            case erlang:trace_pattern({M, F, A}, true, [Kind]) of
+            pattern({M, F, A}, restart, [Kind]),
+            case pattern({M, F, A}, true, [Kind]) of
                 0 ->
                     undo_profiles(Done),
                     {error, {no_match, {M, F, A}}};
@@ -494,7 +549,7 @@ apply_profiles([{M, F, A, Kind} | Rest], Done) ->
     end.
 
 undo_profiles(Done) ->
-    [erlang:trace_pattern({M, F, A}, false, [Kind]) || {M, F, A, _, Kind} <- Done],
+    [pattern({M, F, A}, false, [Kind]) || {M, F, A, _, Kind} <- Done],
     ok.
 
 %% Set each pattern; undo the ones already set if one fails.
@@ -506,7 +561,7 @@ apply_patterns([{M, F, A, Spec, Where} | Rest], Done) ->
             undo_patterns(Done),
             {error, {not_loaded, M}};
         true ->
-            case erlang:trace_pattern({M, F, A}, Spec, [Where]) of
+            case pattern({M, F, A}, Spec, [Where]) of
                 0 ->
                     undo_patterns(Done),
                     {error, {no_match, {M, F, A}}};
@@ -516,28 +571,28 @@ apply_patterns([{M, F, A, Spec, Where} | Rest], Done) ->
     end.
 
 undo_patterns(Done) ->
-    [erlang:trace_pattern({M, F, A}, false, [local]) || {M, F, A, _} <- Done],
-    [erlang:trace_pattern({M, F, A}, false, [global]) || {M, F, A, _} <- Done],
+    [pattern({M, F, A}, false, [local]) || {M, F, A, _} <- Done],
+    [pattern({M, F, A}, false, [global]) || {M, F, A, _} <- Done],
     ok.
 
 %% The timestamp is monotonic (converted to wall-clock microseconds per event).
 %% Take trace flags off a process that may have exited meanwhile.
 untrace(Pid, Flags) ->
-    try erlang:trace(Pid, false, Flags) catch error:badarg -> 0 end.
+    try trace_flags(Pid, false, Flags) catch error:badarg -> 0 end.
 
 set_flags(_Scope, []) ->
     ok;
 set_flags(all, Flags) ->
-    erlang:trace(all, true, [monotonic_timestamp, {tracer, self()} | Flags]),
+    trace_flags(all, true, [monotonic_timestamp, {tracer, self()} | Flags]),
     %% The tracer never traces itself (an event about the hub would make another), nor its janitor.
-    erlang:trace(self(), false, [all]),
+    trace_flags(self(), false, [all]),
     case get(janitor) of
         Janitor when is_pid(Janitor) -> untrace(Janitor, [all]);
         _ -> ok
     end,
     ok;
 set_flags(Pids, Flags) ->
-    [try erlang:trace(P, true, [monotonic_timestamp, {tracer, self()} | Flags]) catch error:badarg -> 0 end
+    [try trace_flags(P, true, [monotonic_timestamp, {tracer, self()} | Flags]) catch error:badarg -> 0 end
      || P <- Pids],
     ok.
 
@@ -700,17 +755,17 @@ finish(#session{id = Id, sink = Sink, timer = Timer} = S0, Reason, #{sessions :=
 %% remaining session needs them on.
 unapply(#session{patterns = Patterns, profiles = Profiles, flags = Flags, scope = Scope}, Others) ->
     [begin
-         erlang:trace_pattern(MFA, false, [local]),
-         erlang:trace_pattern(MFA, false, [global])
+         pattern(MFA, false, [local]),
+         pattern(MFA, false, [global])
      end || MFA <- Patterns],
-    [erlang:trace_pattern({M, F, A}, false, [Kind]) || {M, F, A, Kind} <- Profiles],
+    [pattern({M, F, A}, false, [Kind]) || {M, F, A, Kind} <- Profiles],
     NeededEverywhere = lists:usort(lists:append([Fs || #session{flags = Fs, scope = all} <- Others])),
     case Scope of
         all ->
             case Flags -- NeededEverywhere of
                 [] -> ok;
                 Clear ->
-                    erlang:trace(all, false, Clear),
+                    trace_flags(all, false, Clear),
                     %% Per-process sessions that needed some of those get them back.
                     [set_flags(Pids, [F || F <- Fs, lists:member(F, Clear)])
                      || #session{flags = Fs, scope = Pids} <- Others, Pids =/= all]
@@ -729,8 +784,8 @@ unapply(#session{patterns = Patterns, profiles = Profiles, flags = Flags, scope 
     ok.
 
 %% The last session is gone: no flag and no timestamp flag of ours stays.
-clear_everything() ->
-    erlang:trace(all, false, [call, send, 'receive', procs, monotonic_timestamp]),
+clear_everything(Session) ->
+    trace_flags(Session, all, false, [call, send, 'receive', procs, monotonic_timestamp]),
     ok.
 
 %% Every ?QUEUE_CHECK_EVERY events, the mailbox: past the smallest max_queue
@@ -741,7 +796,7 @@ check_queue(#{handled := N, sessions := Sessions} = State) ->
     Max = lists:min([maps:get(max_queue, L) || #session{limits = L} <- maps:values(Sessions)] ++ [1000000]),
     case erlang:process_info(self(), message_queue_len) of
         {message_queue_len, Len} when Len > Max ->
-            erlang:trace(all, false, [call, send, 'receive', procs]),
+            trace_flags(all, false, [call, send, 'receive', procs]),
             State1 = maps:fold(fun(_, S, Acc) -> finish(S, queue_overflow, Acc) end, State, Sessions),
             drain(),
             State1#{handled := N + 1};
@@ -771,13 +826,13 @@ profile_results(Counted) ->
     lists:sublist(Sorted, ?MAX_PROFILE_ROWS).
 
 profile_row(MFA, call_count) ->
-    Calls = case erlang:trace_info(MFA, call_count) of
+    Calls = case info(MFA, call_count) of
                 {call_count, N} when is_integer(N) -> N;
                 _ -> 0
             end,
     #{mfa => MFA, calls => Calls, time_us => 0, processes => []};
 profile_row(MFA, call_time) ->
-    PerPid = case erlang:trace_info(MFA, call_time) of
+    PerPid = case info(MFA, call_time) of
                  {call_time, L} when is_list(L) ->
                      [{S * 1000000 + Us, C, P} || {P, C, S, Us} <- L];
                  _ -> []
