@@ -217,11 +217,33 @@ def test_demo_from_the_wheel_builds_outside_the_package_and_runs(installed: Inst
     finally:
         stopped = installed.arsenal("demo", "--stop", **env)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
-    demo_home = installed.cwd / "arsenal-home" / "demo"
-    assert (demo_home / "_build/dev/lib/arsenal_demo/ebin/arsenal_demo.app").is_file()
+    app = installed.cwd / "arsenal-home/demo/_build/dev/lib/arsenal_demo/ebin/arsenal_demo.app"
+    assert app.is_file()
     assert not list(installed.package.glob("_demo/**/_build"))  # nothing written into the package
     for _ in range(100):
         if not registered_with_epmd(name):
             break
         time.sleep(0.1)
     assert not registered_with_epmd(name)
+
+
+def test_the_demo_build_is_reused_until_its_sources_change(installed: Installed) -> None:
+    def build() -> Path:
+        code = "from arsenal.demo import DemoNode; print(DemoNode().build())"
+        done = subprocess.run(
+            [str(installed.venv / "bin" / "python"), "-c", code],
+            cwd=installed.cwd,
+            env=installed.env(),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert done.returncode == 0, done.stderr
+        return Path(done.stdout.strip()) / "arsenal_demo.app"
+
+    app = build()
+    made = app.stat().st_mtime_ns
+    assert build().stat().st_mtime_ns == made  # nothing changed: not built again
+    source = installed.package / "_demo/elixir/lib/arsenal_demo.ex"
+    source.write_text(source.read_text() + "\n# changed\n")
+    assert build().stat().st_mtime_ns != made
