@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from .nodes import ROOT, BeamNode, registered_with_epmd
+from .compat import OtpTarget, otp_targets
+from .nodes import ROOT, BeamNode, registered_with_epmd, unique_name
 
 pytestmark = [
     pytest.mark.timeout(300),
@@ -128,6 +129,21 @@ def test_ps_from_the_wheel_against_a_real_node(installed: Installed, erl: BeamNo
     assert data["node"] == erl.name and data["process_count"] > 20
     assert len(data["processes"]) == 5 and data["processes"][0]["registered_name"] == "demo_big_state"
     assert all(row["pid"].startswith("<0.") for row in data["processes"])
+
+
+@pytest.mark.parametrize(
+    "target", [t for t in otp_targets() if t.root is not None], ids=lambda t: f"otp{t.release}"
+)
+def test_ps_from_the_wheel_on_other_otp_lines(installed: Installed, target: OtpTarget, cookie: str) -> None:
+    """A plain node of each other OTP release (a Debian root's): the wheel picks its agent build."""
+    node = BeamNode(unique_name(f"wheel{target.release}"), cookie, root=target.root).start()
+    try:
+        done = installed.arsenal("ps", "--node", node.name, "--limit", "3", "--json", ARSENAL_COOKIE=cookie)
+    finally:
+        node.kill()
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["node"] == node.name and len(data["processes"]) == 3 and data["process_count"] > 20
 
 
 def _free_port() -> int:
