@@ -13,12 +13,15 @@ from ...ops.registry import registry
 from ..main import app, console, errors
 
 _CHECKOUT = Path(__file__).resolve().parents[4]
+# In a checkout the catalogue belongs in its docs/; an installed Arsenal writes where it is run.
+_DEFAULT = (
+    _CHECKOUT / "docs/operations.md" if (_CHECKOUT / "pyproject.toml").is_file() else Path("operations.md")
+)
 
 
 @app.command("docs")
 def write_docs(
-    output: Annotated[Path, typer.Option(help="Where to write the catalogue.")] = _CHECKOUT
-    / "docs/operations.md",
+    output: Annotated[Path, typer.Option(help="Where to write the catalogue.")] = _DEFAULT,
     check: Annotated[
         bool, typer.Option(help="Only check that the file is up to date (exit 1 if not).")
     ] = False,
