@@ -22,6 +22,7 @@ from .epmd import port_please
 from .errors import ConnectFailed, DistTimeout, HandshakeError, NodeDown
 from .flags import ARSENAL_FLAGS
 from .handshake import handshake
+from .naming import NameLease, claim_name
 from .process import DEFAULT_MAILBOX_SIZE, Process, Target
 from .terms import Atom, Pid, Ref, Term
 from .transport import DistProtocol
@@ -50,7 +51,9 @@ def split_node_name(name: str) -> tuple[str, str]:
 class LocalNode:
     """A hidden Erlang node implemented in Python.
 
-    ``name`` defaults to ``arsenal-<random>@<host>``. Like any Erlang node it has
+    ``name`` defaults to one of a small pool, ``arsenal-N@<host>``, held while this node is open
+    (see :mod:`arsenal.dist.naming`: a name is an atom on every peer, so it is reused, not made
+    up anew each run). Like any Erlang node it has
     one name, so short or long names are chosen once: by ``name`` or
     ``long_names`` if given, otherwise at the first connect, to match that peer (a
     short-name node only talks to short names and the other way round). The
@@ -67,16 +70,14 @@ class LocalNode:
         mailbox_size: int = DEFAULT_MAILBOX_SIZE,
         max_frame: int = MAX_FRAME,
     ) -> None:
-        self._alive = name.partition("@")[0] if name else f"arsenal-{secrets.token_hex(4)}"
+        self._given_alive = name.partition("@")[0] if name else None
+        self._lease: NameLease | None = None
+        self._long_names = long_names
         self._cookie = cookie
         self.creation = secrets.randbelow(0xFFFFFFF0) + 4  # never 0..3: those mean "old creation"
         self.mailbox_size = mailbox_size
         self.max_frame = max_frame
-        self._name: Atom | None = None
-        if name and "@" in name:
-            self._name = Atom(name)
-        elif long_names is not None:
-            self._name = Atom(f"{self._alive}@{_long_host() if long_names else _short_host()}")
+        self._name: Atom | None = Atom(name) if name and "@" in name else None
         self._pid_ids = itertools.count(1)
         self._ref_ids = itertools.count(1)
         self._ref_salt = secrets.randbits(32)
@@ -88,20 +89,31 @@ class LocalNode:
         self._connecting: dict[Atom, asyncio.Task[Connection]] = {}
 
     def __repr__(self) -> str:
-        return f"<LocalNode {self._name or self._alive} connections={list(self._connections)}>"
+        shown = self._name or self._given_alive or (self._lease.alive if self._lease else "(unnamed)")
+        return f"<LocalNode {shown} connections={list(self._connections)}>"
 
     @property
     def name(self) -> Atom:
-        """Our node name; asking for it before any connect settles on short names."""
+        """Our node name; asking for it before any connect settles on short (or ``long_names``) names."""
         if self._name is None:
-            self._name = Atom(f"{self._alive}@{_short_host()}")
+            self._name = self._settle(bool(self._long_names))
         return self._name
+
+    def _settle(self, long: bool) -> Atom:
+        """Our name with a long or short host; an unnamed node takes a name of the pool now."""
+        if self._given_alive is not None:
+            alive = self._given_alive
+        else:
+            if self._lease is None:
+                self._lease = claim_name()
+            alive = self._lease.alive
+        return Atom(f"{alive}@{_long_host() if long else _short_host()}")
 
     def _name_for(self, peer_host: str) -> Atom:
         """Our name for a peer on ``peer_host``, settling long or short names at the first peer."""
         peer_long = "." in peer_host
         if self._name is None:
-            self._name = Atom(f"{self._alive}@{_long_host() if peer_long else _short_host()}")
+            self._name = self._settle(peer_long if self._long_names is None else self._long_names)
         if ("." in self._name.partition("@")[2]) != peer_long:
             kind = "long" if peer_long else "short"
             raise HandshakeError(
@@ -210,11 +222,15 @@ class LocalNode:
             proc.on_node_down(conn.peer)
 
     async def close(self) -> None:
-        """Close every process and connection."""
+        """Close every process and connection, and give back a name taken from the pool."""
         for proc in list(self._processes.values()):
             await proc.close()
         for conn in list(self._connections.values()):
             await conn.close()
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
+            self._name = None  # used again, this node takes a free name anew
 
     async def __aenter__(self) -> LocalNode:
         return self
