@@ -43,6 +43,22 @@ def cookie() -> str:
     return COOKIE
 
 
+@pytest.fixture(autouse=True)
+def no_read_only_holds() -> Iterator[None]:
+    """A node attached read-only stays so, by name, in the store (until an admin lifts it). The
+    suite's tests share one store and the session's nodes, so each test leaves none held."""
+    yield
+    from arsenal.store import ReadOnlyNodes, Store
+
+    store = Store()
+    try:
+        holds = ReadOnlyNodes(store)
+        for node in holds.nodes():
+            holds.lift(node)
+    finally:
+        store.close()
+
+
 @pytest.fixture(scope="session")
 def erl(built: None) -> Iterator[BeamNode]:
     """A plain Erlang node running the plain-Erlang demo tree, shared by the session."""

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from .beam import Node, NodePool
+from .beam.holds import HoldingPool
 from .ops.base import Operation, Principal, Result, Services
 from .ops.registry import registry
 from .security.context import current_principal
+from .store import ReadOnlyNodes
 
 __all__ = ["Arsenal", "NodeClient"]
 
@@ -33,14 +35,20 @@ class Arsenal:
         from .security import install
 
         install(registry)
-        self.pool = NodePool(cookie=cookie)
         self.registry = registry
         self.principal = principal or Principal()
         # Live trace sessions and the store (ARSENAL_HOME, or ``home``) belong to this Arsenal.
         self.services = Services(home)
+        # A node attached read-only stays so (in the store, by name) until an admin lifts it.
+        self.pool: NodePool = HoldingPool(lambda: ReadOnlyNodes(self.services.store), cookie=cookie)
 
     async def attach(self, name: str, *, discover: bool = False, **options: Any) -> NodeClient:
         """Attach to ``name`` (options as :class:`arsenal.beam.Node`).
+
+        ``read_only=True`` holds the node read-only, in this Arsenal's store, until it is lifted
+        with ``read_only=False``; left out, a held node is attached read-only (see
+        :mod:`arsenal.beam.holds`). Here the caller is this process, an admin: REST and the CLI
+        go through the ``attach_node`` operation, which only admins may run.
 
         ``discover``: also attach the node's visible peers (``nodes()``; hidden ones are only
         reported), and from now on follow every attached node: visible nodes that join are

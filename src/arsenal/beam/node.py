@@ -166,8 +166,8 @@ class Node:
         """Raise :class:`ReadOnlyNode` if this node was attached read-only."""
         if self.read_only:
             raise ReadOnlyNode(
-                f"{self.name} is attached read-only; {what} is refused. Attach it without "
-                "read-only to allow changes"
+                f"{self.name} is attached read-only; {what} is refused. It stays read-only until "
+                "an admin lifts it (attach it with read_only=false)"
             )
 
     # ------------------------------------------------------------------ calls

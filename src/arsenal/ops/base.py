@@ -145,11 +145,19 @@ class Operation(ABC, Generic[P, R]):
     cli_name: ClassVar[str | None] = None
     timeout: ClassVar[float] = 10.0
     needs_node: ClassVar[bool] = True
+    # Only an admin key may run it, whatever its severity (attaching nodes, for example).
+    admin_only: ClassVar[bool] = False
     example: ClassVar[dict[str, Any]] = {}
 
     @abstractmethod
     async def execute(self, ctx: Context, params: P) -> R:
         """Do the work. Raise :class:`OperationError` for failures the caller should see as such."""
+
+    @classmethod
+    def target_node(cls, ctx: Context, params: Params | None) -> str | None:
+        """The node this call acts on, as its audit rows and a key's node grants name it: the
+        context's node; operations on the pool of nodes name the one in their parameters."""
+        return ctx.node.name if ctx.node is not None else None
 
     @classmethod
     def check_definition(cls) -> None:

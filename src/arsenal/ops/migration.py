@@ -170,8 +170,8 @@ def _writable(node: Node, what: str) -> None:
     if node.read_only:
         raise OperationError(
             ErrorCode.read_only,
-            f"{node.name} is attached read-only; {what} is refused. Attach it without read-only to allow "
-            "changes",
+            f"{node.name} is attached read-only; {what} is refused. It stays read-only until an admin "
+            "lifts it (attach_node with read_only=false)",
         )
 
 

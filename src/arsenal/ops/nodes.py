@@ -5,7 +5,15 @@ One Arsenal serves many nodes: these act on the pool of attached nodes
 Attaching connects as a hidden node with the pool's cookie and loads the agent;
 the name travels only to EPMD and in the handshake, never into an rpc on any
 node, so it creates no atom anywhere but on the node being attached (which
-learns Arsenal's own name, as any peer does).
+learns Arsenal's own name, as any peer does: one of a small pool reused across
+runs, see :mod:`arsenal.dist.naming`).
+
+Read-only holds. A node attached read-only stays read-only, by name, in the store:
+detaching it, attaching it again without ``read_only`` or restarting Arsenal leaves
+it read-only (:mod:`arsenal.beam.holds`). Only an explicit ``read_only=false`` lifts
+it, and attaching and detaching are admin operations, so only an admin can, on record
+in the audit trail (whose rows name the node attached or detached). ``read_only=true``
+on a node attached already makes it read-only at once; ``false`` lifts it in place.
 """
 
 from __future__ import annotations
@@ -78,6 +86,17 @@ class ListNodes(Operation[NoParams, NodeList]):
         return NodeList(nodes=[_row(node, index == 0) for index, node in enumerate(nodes)])
 
 
+def _named_node(params: Params | None) -> str | None:
+    """The node an operation on the pool acts on (its ``name`` parameter, completed)."""
+    name = getattr(params, "name", None)
+    if not isinstance(name, str):
+        return None
+    try:
+        return name if "@" in name else "@".join(split_node_name(name))
+    except ValueError:
+        return name
+
+
 class NodeNameParams(Params):
     name: str = Field(max_length=460, description="name@host, or name for a node on this host.")
 
@@ -91,7 +110,12 @@ class NodeNameParams(Params):
 
 
 class AttachNodeParams(NodeNameParams):
-    read_only: bool = Field(False, description="Refuse every write operation on this node.")
+    read_only: bool | None = Field(
+        None,
+        description="true: refuse every write and code loading on this node, and keep it so (across "
+        "detach, attach and restarts of Arsenal) until an admin lifts it; false: lift it (audited); "
+        "omitted: read-only if it was attached read-only before and not lifted since.",
+    )
     reconnect: bool = Field(True, description="Reconnect by itself when the connection drops.")
     discover: bool = Field(
         False,
@@ -132,7 +156,10 @@ def full_node_name(name: str) -> str:
 class AttachNode(Operation[AttachNodeParams, AttachedNode]):
     name = "attach_node"
     category = CATEGORY
-    summary = "Attach to one more node (with the pool's cookie), optionally read-only."
+    summary = (
+        "Attach to one more node (admin), with the pool's cookie; read-only, if asked, holds until an "
+        "admin lifts it."
+    )
     cost = "An EPMD lookup, a distribution handshake, and loading the agent's modules unless already loaded."
     risk = (
         "Loads Arsenal's agent modules into the node (a few small modules; nothing runs until called). "
@@ -141,25 +168,23 @@ class AttachNode(Operation[AttachNodeParams, AttachedNode]):
     params = AttachNodeParams
     result = AttachedNode
     severity = Severity.write
+    admin_only = True
     method = "POST"
     path = "/api/v1/nodes"
     needs_node = False
     timeout = 30.0
     example = {"name": "app@localhost", "read_only": True}
 
+    @classmethod
+    def target_node(cls, ctx: Context, params: Params | None) -> str | None:
+        return _named_node(params)
+
     async def execute(self, ctx: Context, params: AttachNodeParams) -> AttachedNode:
         full = full_node_name(params.name)
         existing = next((n for n in ctx.pool.nodes if n.name == full), None)
-        if existing is not None:
-            if existing.read_only != params.read_only:
-                mode = "read-only" if existing.read_only else "read-write"
-                raise OperationError(
-                    ErrorCode.conflict,
-                    f"{full} is attached already, {mode}; detach it first to attach it the other way",
-                )
-            node = existing
-        else:
-            node = await ctx.pool.attach(full, read_only=params.read_only, reconnect=params.reconnect)
+        # Left out, read_only is the pool's to decide (a node held read-only stays so).
+        mode = {} if params.read_only is None else {"read_only": params.read_only}
+        node = await ctx.pool.attach(full, reconnect=params.reconnect, **mode)
         default = ctx.pool.nodes[0] is node
         discovery = await _discover(ctx, node, params) if params.discover else None
         return AttachedNode(
@@ -172,7 +197,8 @@ async def _discover(ctx: Context, node: Node, params: AttachNodeParams) -> Disco
     from ..cluster.membership import ClusterMembership
 
     membership = ctx.services.get(ClusterMembership)
-    options = {"read_only": params.read_only, "reconnect": params.reconnect}
+    # Peers are held read-only with the seed, never lifted by it: read_only=false is for one node.
+    options = {"read_only": True if params.read_only else None, "reconnect": params.reconnect}
     found = await membership.discover(ctx.pool, node, attach=True, **options)
     membership.enable(ctx.pool, attach_new=True, **options)
     return DiscoveryResult(
@@ -193,16 +219,24 @@ class DetachedNode(Result):
 class DetachNode(Operation[NodeNameParams, DetachedNode]):
     name = "detach_node"
     category = CATEGORY
-    summary = "Detach from a node: close the connection and stop reconnecting (the agent stays loaded)."
+    summary = (
+        "Detach from a node (admin): close the connection and stop reconnecting; the agent stays loaded "
+        "and a node held read-only stays so."
+    )
     cost = "Closing one connection."
     risk = "Operations in flight on that node fail with node_down; the node itself is untouched."
     params = NodeNameParams
     result = DetachedNode
     severity = Severity.write
+    admin_only = True
     method = "DELETE"
     path = "/api/v1/nodes/{name}"
     needs_node = False
     example = {"name": "app@localhost"}
+
+    @classmethod
+    def target_node(cls, ctx: Context, params: Params | None) -> str | None:
+        return _named_node(params)
 
     async def execute(self, ctx: Context, params: NodeNameParams) -> DetachedNode:
         full = full_node_name(params.name)

@@ -173,12 +173,13 @@ class Registry:
         await _notify(self.auditors, replace(event, outcome="refused", error_code=refused.code.value))
 
     def _event(self, operation: type[Operation[Any, Any]], ctx: Context, params: Any) -> AuditEvent:
+        node = operation.target_node(ctx, _quietly_validated(operation, params))
         if isinstance(params, BaseModel):
             params = params.model_dump(mode="json")
         return AuditEvent(
             operation=operation.name,
             severity=operation.severity.value,
-            node=ctx.node.name if ctx.node else None,
+            node=node,
             principal=ctx.principal,
             params=params if isinstance(params, dict) else {"$raw": str(params)[:1000]},
             correlation_id=ctx.correlation_id,
@@ -223,7 +224,8 @@ def _refuse_writes_to_read_only(operation: type[Operation[Any, Any]], ctx: Conte
         raise OperationError(
             ErrorCode.read_only,
             f"{ctx.node.name} is attached read-only; {operation.name} ({operation.severity.value}) is "
-            "refused. Attach it without read-only to allow changes",
+            "refused. It stays read-only until an admin lifts it: attach_node with read_only=false "
+            "(POST /api/v1/nodes)",
         )
 
 
@@ -233,6 +235,16 @@ def _validate(operation: type[Operation[Any, Any]], params: dict[str, Any] | Bas
     if isinstance(params, BaseModel):
         params = params.model_dump()
     return operation.params.model_validate(params or {})
+
+
+def _quietly_validated(operation: type[Operation[Any, Any]], params: Any) -> Params | None:
+    """``params`` validated if they are valid (a refused call is audited with what it was sent)."""
+    if isinstance(params, operation.params):
+        return params
+    try:
+        return _validate(operation, params)
+    except Exception:  # invalid parameters name no node
+        return None
 
 
 def _optional_node(pool: NodePool, node: str | None) -> Any:

@@ -4,7 +4,8 @@
 |---|---|
 | ``viewer`` | ``read`` operations |
 | ``operator`` | ``read`` and ``write`` operations |
-| ``admin`` | everything: ``destructive`` operations, code loading, ``force``, new atoms |
+| ``admin`` | everything: ``destructive`` operations, code loading, ``force``, new atoms, and the
+  operations marked admin-only (attaching and detaching nodes, which can lift read-only) |
 
 A key may also be limited to some nodes and some operations (its grants). A refused write is
 recorded in the audit trail like any other write (the registry does that).
@@ -41,6 +42,11 @@ def authorize(operation: type[Operation[Any, Any]], ctx: Context, params: Params
             f"{operation.name} is a {operation.severity.value} operation: {who} may not run it; "
             f"it needs {need} key",
         )
+    if operation.admin_only and principal.role != "admin":
+        raise OperationError(
+            ErrorCode.forbidden,
+            f"{operation.name} is for admins: {who} may not run it; it needs an admin key",
+        )
     for flag in _ADMIN_FLAGS:
         if params is not None and getattr(params, flag, False) and principal.role != "admin":
             raise OperationError(ErrorCode.forbidden, f"{flag}=true needs an admin key; {who} may not set it")
@@ -49,8 +55,9 @@ def authorize(operation: type[Operation[Any, Any]], ctx: Context, params: Params
             ErrorCode.forbidden,
             f"{who} is granted only {', '.join(principal.operations)}, not {operation.name}",
         )
-    if principal.nodes is not None and ctx.node is not None and ctx.node.name not in principal.nodes:
+    node = operation.target_node(ctx, params)
+    if principal.nodes is not None and node is not None and node not in principal.nodes:
         raise OperationError(
             ErrorCode.forbidden,
-            f"{who} is granted only the nodes {', '.join(principal.nodes)}, not {ctx.node.name}",
+            f"{who} is granted only the nodes {', '.join(principal.nodes)}, not {node}",
         )

@@ -173,6 +173,13 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     """,
+    # 5: nodes held read-only, by name, until an admin lifts it (detaching does not).
+    """
+    CREATE TABLE read_only_nodes (
+        node TEXT PRIMARY KEY,
+        since REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

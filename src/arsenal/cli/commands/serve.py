@@ -39,7 +39,12 @@ def serve(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 4000,
     read_only: Annotated[
-        bool, typer.Option("--read-only", help="Attach every node read-only: no write reaches them.")
+        bool,
+        typer.Option(
+            "--read-only",
+            help="Attach every node read-only: no write reaches them, and they stay read-only (also "
+            "when served again without this flag) until an admin lifts it (attach_node read_only=false).",
+        ),
     ] = False,
     rate_limit: Annotated[float, typer.Option(min=1, help="Requests a second per API key.")] = 200.0,
     tls_cert: Annotated[str | None, typer.Option(help="PEM certificate: serve HTTPS.")] = None,
@@ -158,11 +163,13 @@ def serve_nodes(
         if log_format == "json":  # before attaching, so that every line from here on is JSON
             configure_logging(log_format, logging.getLogger().getEffectiveLevel())
         async with Arsenal(cookie=cookie) as service:
+            # Without --read-only, a node held read-only stays so: only an admin lifts that.
+            mode = True if read_only else None
             for name in names:
-                await service.attach(name, timeout=timeout, read_only=read_only)
+                await service.attach(name, timeout=timeout, read_only=mode)
             if discover:
                 for name in names:
-                    await service.discover(name, timeout=timeout, read_only=read_only)
+                    await service.discover(name, timeout=timeout, read_only=mode)
             from ...sandbox.manager import SandboxManager
 
             restarted = await service.services.get(SandboxManager).start_persistent()
