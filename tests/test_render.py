@@ -32,7 +32,7 @@ from arsenal.dist.terms import (
     StrictKey,
 )
 from arsenal.terms import render
-from arsenal.terms.render import elixir_float, erlang_float
+from arsenal.terms.render import Dialect, elixir_float, erlang_float
 
 from .strategies import terms
 
@@ -86,12 +86,12 @@ KINDS = [
     ((), "{}", "{}"),
     ([1, 2], "[1,2]", "[1, 2]"),
     ([], "[]", "[]"),
-    ([97, 98, 99], '"abc"', "'abc'"),
-    ([104, 105, 10], '"hi\\n"', "'hi\\n'"),
+    ([97, 98, 99], '"abc"', '~c"abc"'),
+    ([104, 105, 10], '"hi\\n"', '~c"hi\\n"'),
     ([233], '"é"', "[233]"),
     ([256], "[256]", "[256]"),
-    ([7], "[7]", "'\\a'"),
-    ([39, 34], "\"'\\\"\"", "'\\'\"'"),
+    ([7], "[7]", '~c"\\a"'),
+    ([39, 34], "\"'\\\"\"", '~c"\'\\""'),
     (ImproperList([1, 2], A("c")), "[1,2|c]", "[1, 2 | :c]"),
     ({A("a"): 1, A("b"): [1]}, "#{a => 1,b => [1]}", "%{a: 1, b: [1]}"),
     ({A("a"): 1, b"b": 2}, '#{a => 1,<<"b">> => 2}', '%{:a => 1, "b" => 2}'),
@@ -249,8 +249,29 @@ def test_structs() -> None:
 
 def test_elixir_charlists_are_ascii_only() -> None:
     assert ex([104, 233]) == "[104, 233]"
-    assert ex(list(b"a#{b}'")) == "'a\\#{b}\\''"
+    assert ex(list(b"a#{b}'\"")) == '~c"a\\#{b}\'\\""'
     assert erl(list(b"a#{b}'")) == '"a#{b}\'"'
+
+
+@pytest.mark.parametrize(
+    ("release", "abc", "quotes", "cut"),
+    [
+        ("1.14.0", "'abc'", "'a\"\\'\\#{'", "'abc' ++ ..."),
+        ("1.15.0-rc.1", '~c"abc"', '~c"a\\"\'\\#{"', '~c"abc" ++ ...'),
+        ("1.18.3", '~c"abc"', '~c"a\\"\'\\#{"', '~c"abc" ++ ...'),
+        (None, '~c"abc"', '~c"a\\"\'\\#{"', '~c"abc" ++ ...'),
+    ],
+)
+def test_elixir_charlists_as_the_nodes_release_prints_them(
+    release: str | None, abc: str, quotes: str, cut: str
+) -> None:
+    """Elixir 1.15 prints charlists as ``~c"abc"``, 1.14 as ``'abc'``: a node's Dialect says which."""
+    dialect = Dialect("elixir", release)
+    assert dialect == "elixir" and str(dialect) == "elixir"
+    assert render([97, 98, 99], dialect) == abc
+    assert render([list(b"a\"'#{")], dialect) == f"[{quotes}]"
+    assert render(list(b"abcdefgh"), dialect, max_items=3) == cut
+    assert render(list(b"abc"), Dialect("erlang", release)) == '"abc"'
 
 
 # ---------------------------------------------------------------------------
@@ -269,7 +290,7 @@ TRUNCATED = [
     ([(A(k), 1) for k in "abcd"], {"max_items": 2}, "[{a,1},{b,1}|...]", "[a: 1, b: 1, ...]"),
     ({A("__struct__"): A("Elixir.S"), A("a"): 1, A("b"): 2}, {"max_items": 1},
      "#{'__struct__' => 'Elixir.S',...}", "%S{a: 1, ...}"),
-    (list(b"abcdefgh"), {"max_items": 3}, '"abc"...', "'abc' ++ ..."),
+    (list(b"abcdefgh"), {"max_items": 3}, '"abc"...', '~c"abc" ++ ...'),
     (b"abcdefgh", {"max_binary": 3}, '<<"abc"...>>', '"abc" <> ...'),
     ("héllo".encode(), {"max_binary": 2}, '<<"h"...>>', '"h" <> ...'),
     ("héllo".encode(), {"max_binary": 3}, '<<"hé"/utf8...>>', '"hé" <> ...'),
@@ -353,6 +374,8 @@ def test_any_term_renders_in_both_languages(term: Any) -> None:
 ERL = shutil.which("erl")
 ELIXIR = shutil.which("elixir")
 
+# Both shells print maps with their keys in term order, the order the test's maps are built in: from
+# OTP 26 on a small map's own order is an internal one (OTP 25 and Elixir 1.14 ignore the options).
 ERLANG_REPRINT = """
 {ok, Bin} = file:read_file(In),
 Lines = string:split(unicode:characters_to_list(Bin), "\\n", all),
@@ -360,7 +383,7 @@ Print = fun(Line) ->
     try
         {ok, Tokens, _} = erl_scan:string(Line ++ "."),
         {ok, Term} = erl_parse:parse_term(Tokens),
-        io_lib_pretty:print(Term, [{encoding, unicode}, {line_length, 100000000}])
+        io_lib_pretty:print(Term, [{encoding, unicode}, {line_length, 100000000}, {maps_order, ordered}])
     catch _:Reason -> io_lib:format("ERROR ~p", [Reason])
     end
 end,
@@ -373,7 +396,7 @@ ELIXIR_REPRINT = """
 print = fn line ->
   try do
     {term, _} = Code.eval_string(line)
-    inspect(term, limit: :infinity, printable_limit: :infinity)
+    inspect(term, limit: :infinity, printable_limit: :infinity, custom_options: [sort_maps: true])
   rescue
     e -> "ERROR " <> String.replace(Exception.message(e), "\n", " ")
   end
@@ -496,10 +519,19 @@ def test_erlang_rendering_reads_back_and_matches_the_shell(tmp_path: Path) -> No
     assert reprint_with_erlang(rendered, tmp_path) == rendered
 
 
+def installed_elixir_version() -> str:
+    command = [ELIXIR, "-e", "IO.write(System.version())"]
+    return subprocess.run(command, check=True, timeout=60, capture_output=True, text=True).stdout  # type: ignore[list-item]
+
+
 @pytest.mark.skipif(ELIXIR is None, reason="elixir is not installed")
 def test_elixir_rendering_reads_back_and_matches_iex(tmp_path: Path) -> None:
-    rendered = [render(t, "elixir") for t in differential_terms()]
+    dialect = Dialect("elixir", installed_elixir_version())
+    rendered = [render(t, dialect) for t in differential_terms()]
     assert reprint_with_elixir(rendered, tmp_path) == rendered
+    # Current Elixir's syntax reads back as the same terms on every release.
+    modern = [render(t, "elixir") for t in differential_terms()]
+    assert reprint_with_elixir(modern, tmp_path) == rendered
 
 
 def test_output_is_a_plain_str() -> None:

@@ -320,6 +320,10 @@ async def test_inject_code_value_output_binding_and_errors_as_data(arsenal: Arse
     assert not syntax.ok and syntax.error["kind"] == "syntax"
     undefined = await inject(arsenal, "ev", "undefined_thing(1)")
     assert not undefined.ok and undefined.error["kind"] == "compile" and undefined.error["line"] == 1
+    assert "undefined function undefined_thing/1" in undefined.error["message"]  # not "errors logged"
+    warned = await inject(arsenal, "ev", "f = fn unused -> :done end\nf.(1)")
+    assert warned.ok and warned.value == ":done"
+    assert any('variable "unused" is unused' in w["message"] for w in warned.warnings), warned.warnings
     raised = await inject(arsenal, "ev", 'raise "boom"')
     assert not raised.ok and raised.error["kind"] == "exception" and "boom" in raised.error["message"]
     erlang = await inject(arsenal, "ev", "lists:sum([1, 2, 3])", language="erlang")

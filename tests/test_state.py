@@ -104,6 +104,23 @@ async def test_set_state_three_ways(service: Arsenal) -> None:
     assert len([c for c in backups.checkpoints if c.name.startswith("backup-")]) == 4
 
 
+async def test_a_state_reads_as_the_nodes_own_elixir_prints_it(service: Arsenal) -> None:
+    """Charlists are ``~c"abc"`` from Elixir 1.15 on and ``'abc'`` before: shown as the node's release
+    prints them, whichever the node runs."""
+    name = f"charlists_{secrets.token_hex(3)}"
+    state = '{~c"abc", [~c"it\'s", ~c"say \\"hi\\""], [7, 8]}'
+    await ex(service, f"{{:ok, _}} = Agent.start(fn -> {state} end, name: :{name}); :ok")
+    try:
+        node = service.pool.get()
+        release = await node.call("Elixir.System", "version")
+        assert node.info.elixir_version == release.decode()
+        shown = (await service.run("get_genserver_state", {"pid": name})).state
+        term = await node.call("sys", "get_state", [Atom(name)])
+        assert shown == (await node.call("Elixir.Kernel", "inspect", [term])).decode()
+    finally:
+        await ex(service, f"Agent.stop(:{name})")
+
+
 async def test_bad_states_leave_the_process_untouched(service: Arsenal) -> None:
     name = await start_worker(service, 3)
     node = service.pool.get()

@@ -28,7 +28,8 @@ NEW_WORKER = """defmodule WorkerPool.Worker do
 
   @impl true
   def handle_cast({:run, job, reply_to}, state) do
-    GenServer.reply(reply_to, Tuple.append(run(job), state.index))
+    {status, result} = run(job)
+    GenServer.reply(reply_to, {status, result, state.index})
     {:noreply, %{state | jobs_done: state.jobs_done + 1}}
   end
 

@@ -27,6 +27,7 @@ info() ->
       otp_release => list_to_binary(erlang:system_info(otp_release)),
       erts_version => list_to_binary(erlang:system_info(version)),
       language => language(),
+      elixir_version => elixir_version(),
       process_count => erlang:system_info(process_count),
       process_limit => erlang:system_info(process_limit),
       agent_version => ?VERSION}.
@@ -35,6 +36,14 @@ language() ->
     case erlang:module_loaded('Elixir.Kernel') of
         true -> elixir;
         false -> erlang
+    end.
+
+%% Which Elixir prints this node's terms (its `inspect` changed between releases);
+%% undefined when Elixir is not loaded.
+elixir_version() ->
+    case application:get_key(elixir, vsn) of
+        {ok, Vsn} -> list_to_binary(Vsn);
+        undefined -> undefined
     end.
 
 %% @doc The process a request names: <<"<0.1.2>">> or a registered name.

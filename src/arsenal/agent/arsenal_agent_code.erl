@@ -864,21 +864,55 @@ evaluate(erlang, Code, Binding) ->
 evaluate(elixir, Code, Binding) ->
     case elixir_available() of
         false -> {error, (no_elixir())#{kind => setup}};
+        true -> with_diagnostics(fun() -> evaluate_elixir(Code, Binding) end)
+    end.
+
+evaluate_elixir(Code, Binding) ->
+    try 'Elixir.Code':eval_string(Code, Binding, [{file, <<"eval">>}]) of
+        {Value, New} -> {ok, Value, New, []}
+    catch
+        error:#{'__struct__' := Struct} = E when Struct =:= 'Elixir.CompileError';
+                                                 Struct =:= 'Elixir.SyntaxError';
+                                                 Struct =:= 'Elixir.TokenMissingError' ->
+            Kind = case Struct of 'Elixir.CompileError' -> compile; _ -> syntax end,
+            {error, #{kind => Kind, line => line_or_zero(maps:get(line, E, 0)),
+                      message => maps:get(description, E, <<>>)}};
+        Class:Reason:Stack ->
+            {error, #{kind => exception, class => Class,
+                      message => 'Elixir.Exception':format(Class, Reason, Stack)}}
+    end.
+
+%% Elixir 1.15 and later log compile errors and then raise "cannot compile file (errors
+%% have been logged)" with no line; Code.with_diagnostics/2 (1.15+) hands the errors and
+%% warnings back instead, each with its file and line. Older releases raise the error
+%% itself and print warnings (captured as output).
+with_diagnostics(Evaluate) ->
+    _ = code:ensure_loaded('Elixir.Code'),
+    case erlang:function_exported('Elixir.Code', with_diagnostics, 2) of
+        false -> Evaluate();
         true ->
-            try 'Elixir.Code':eval_string(Code, Binding, [{file, <<"eval">>}]) of
-                {Value, New} -> {ok, Value, New, []}
-            catch
-                error:#{'__struct__' := Struct} = E when Struct =:= 'Elixir.CompileError';
-                                                         Struct =:= 'Elixir.SyntaxError';
-                                                         Struct =:= 'Elixir.TokenMissingError' ->
-                    Kind = case Struct of 'Elixir.CompileError' -> compile; _ -> syntax end,
-                    {error, #{kind => Kind, line => maps:get(line, E, 0),
-                              message => maps:get(description, E, <<>>)}};
-                Class:Reason:Stack ->
-                    {error, #{kind => exception, class => Class,
-                              message => 'Elixir.Exception':format(Class, Reason, Stack)}}
+            {Result, Diagnostics} = 'Elixir.Code':with_diagnostics([{log, false}], Evaluate),
+            Errors = [diagnostic(D) || #{severity := error} = D <- Diagnostics],
+            Warnings = [diagnostic(D) || #{severity := warning} = D <- Diagnostics],
+            case Result of
+                {ok, Value, New, Ws} -> {ok, Value, New, Ws ++ Warnings};
+                {error, #{kind := compile} = Error} when Errors =/= [] ->
+                    [#{line := Line, message := Message} | _] = Errors,
+                    {error, Error#{line => Line, message => Message, errors => Errors}};
+                {error, Error} -> {error, Error}
             end
     end.
+
+diagnostic(#{message := Message} = D) ->
+    File = case maps:get(file, D, nil) of
+               F when is_binary(F) -> base(F);
+               _ -> <<"nofile">>
+           end,
+    #{file => File, line => ex_position(maps:get(position, D, 0)), severity => maps:get(severity, D),
+      message => unicode:characters_to_binary(Message)}.
+
+line_or_zero(L) when is_integer(L) -> L;
+line_or_zero(_) -> 0.
 
 %% Terms too large to ship back are replaced by a printed, cut prefix.
 bounded(Value) ->

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..dist import Atom, Connection, LocalNode, NodeDown, Process, RpcError, Term, split_node_name
+from ..terms.render import Dialect
 from .agent import AGENT_MODULE, AgentLoader
 from .errors import AgentError, ReadOnlyNode, UnknownNode
 
@@ -39,6 +40,8 @@ class NodeInfo:
     process_count: int
     process_limit: int
     agent_version: str
+    elixir_version: str | None = None
+    """The node's Elixir release (``"1.18.3"``); None on a node without Elixir."""
 
 
 class Node:
@@ -159,8 +162,11 @@ class Node:
         return self._info
 
     @property
-    def language(self) -> str:
-        return self._info.language if self._info else "erlang"
+    def language(self) -> Dialect:
+        """``erlang`` or ``elixir``, knowing the node's Elixir release: terms render as it prints them."""
+        if self._info is None:
+            return Dialect("erlang")
+        return Dialect(self._info.language, self._info.elixir_version)
 
     def ensure_writable(self, what: str) -> None:
         """Raise :class:`ReadOnlyNode` if this node was attached read-only."""
@@ -227,7 +233,12 @@ def _node_info(raw: Any) -> NodeInfo:
         process_count=raw[Atom("process_count")],
         process_limit=raw[Atom("process_limit")],
         agent_version=_text(raw[Atom("agent_version")]),
+        elixir_version=_optional_text(raw.get(Atom("elixir_version"))),
     )
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None or value == Atom("undefined") else _text(value)
 
 
 class NodePool:

@@ -43,6 +43,7 @@ class NodeRow(Result):
     language: str | None = Field(description="erlang or elixir; null when attached without the agent.")
     otp_release: str | None
     erts_version: str | None
+    elixir_version: str | None = Field(None, description="The node's Elixir release; null without Elixir.")
     agent_version: str | None
     reconnects: int = Field(description="How many times the connection was re-established.")
 
@@ -60,6 +61,7 @@ def _row(node: Node, default: bool) -> NodeRow:
         language=info.language if info else None,
         otp_release=info.otp_release if info else None,
         erts_version=info.erts_version if info else None,
+        elixir_version=info.elixir_version if info else None,
         agent_version=info.agent_version if info else None,
         reconnects=node.reconnects,
     )

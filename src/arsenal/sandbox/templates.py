@@ -105,8 +105,8 @@ def worker_pool() -> AppSpec:
         handlers=[
             _cast(
                 "{:run, job, reply_to}",
-                "result = run(job)\n"
-                "GenServer.reply(reply_to, Tuple.append(result, state.index))\n"
+                "{status, result} = run(job)\n"
+                "GenServer.reply(reply_to, {status, result, state.index})\n"
                 "{:noreply, %{state | jobs_done: state.jobs_done + 1}}",
             ),
             _call(":jobs_done", "{:reply, state.jobs_done, state}"),

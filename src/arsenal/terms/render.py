@@ -1,10 +1,13 @@
 """Render Erlang terms as Erlang or Elixir source text, for people to read.
 
 ``render(term)`` prints what the Erlang shell prints for the term (``~p`` on one
-line); ``render(term, "elixir")`` prints what IEx's ``inspect/1`` prints (Elixir
-1.14, the version our nodes run). The output is meant for screens and logs, so it
-follows the shells as closely as sensible, and where the text is valid source it
-reads back as the same term.
+line); ``render(term, "elixir")`` prints what IEx's ``inspect/1`` prints. Elixir's
+``inspect`` changed between releases: 1.15 and later print a charlist as ``~c"abc"``,
+1.14 as ``'abc'``. A plain ``"elixir"`` prints as current releases do (``~c"abc"``
+also reads back on 1.14); ``Dialect("elixir", "1.14.0")``, which is what an attached
+node's ``language`` is, prints as that node's own release does. The output is meant
+for screens and logs, so it follows the shells as closely as sensible, and where the
+text is valid source it reads back as the same term.
 
 Choices that differ from the shells, and why:
 
@@ -18,7 +21,7 @@ Choices that differ from the shells, and why:
 * **Binaries** show as text when they are printable UTF-8 (what ``erl +pc unicode``
   prints; the default shell shows non-latin1 text as bytes), because binaries are
   usually text. **Charlists** show as strings only in the latin1 range in Erlang
-  (the shell default) and in the ASCII range in Elixir (1.14's ``inspect``), because
+  (the shell default) and in the ASCII range in Elixir (its ``inspect``), because
   lists of larger integers are rarely text.
 * **Atoms** ``'maybe'`` and ``'else'`` are quoted in Erlang: they are reserved words
   since OTP 27, and quoting is valid in every release.
@@ -72,11 +75,53 @@ from arsenal.dist.terms import (
     Term,
 )
 
-__all__ = ["ELLIPSIS", "Language", "elixir_atom", "elixir_float", "erlang_atom", "erlang_float", "render"]
+__all__ = [
+    "ELLIPSIS",
+    "Dialect",
+    "Language",
+    "elixir_atom",
+    "elixir_float",
+    "erlang_atom",
+    "erlang_float",
+    "render",
+]
 
 Language = Literal["erlang", "elixir"]
 ELLIPSIS = "..."
 """The marker both languages use for what was left out."""
+
+
+class Dialect(str):
+    """A language name that also says which Elixir release prints the terms.
+
+    It equals its plain name (``Dialect("elixir", "1.14.0") == "elixir"``), so code that only
+    asks which language a node speaks keeps working, while ``render`` prints as that release's
+    ``inspect`` does. ``elixir_version`` is ``None`` when unknown: current Elixir's syntax.
+    """
+
+    elixir_version: tuple[int, int] | None
+
+    def __new__(cls, name: str, elixir_version: str | None = None) -> Dialect:
+        self = super().__new__(cls, name)
+        self.elixir_version = _major_minor(elixir_version)
+        return self
+
+    def __repr__(self) -> str:
+        if self.elixir_version is None:
+            return f"Dialect({str(self)!r})"
+        return f"Dialect({str(self)!r}, '{self.elixir_version[0]}.{self.elixir_version[1]}')"
+
+
+def _major_minor(version: str | None) -> tuple[int, int] | None:
+    """``"1.14.0"`` or ``"1.15.0-rc.1"`` as ``(1, 14)`` / ``(1, 15)``; None for anything else."""
+    match = re.match(r"(\d+)\.(\d+)", version or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _quotes_charlists(language: str) -> bool:
+    """Whether Elixir prints charlists as ``'abc'`` (before 1.15) rather than ``~c"abc"``."""
+    version = getattr(language, "elixir_version", None)
+    return version is not None and version < (1, 15)
 
 
 def render(
@@ -97,12 +142,14 @@ def render(
     refs of ``local_node`` render as the local ones (``<0.ID.SERIAL>``), others with
     their node name. Raises ``TypeError`` for a value that is not an Erlang term.
     """
-    return _syntax(language, max_depth, max_items, max_binary, local_node).render(term)
+    quoted_charlists = language == "elixir" and _quotes_charlists(language)
+    return _syntax(str(language), quoted_charlists, max_depth, max_items, max_binary, local_node).render(term)
 
 
 @lru_cache(maxsize=256)
 def _syntax(
     language: str,
+    quoted_charlists: bool,
     max_depth: int | None,
     max_items: int | None,
     max_binary: int | None,
@@ -114,7 +161,7 @@ def _syntax(
     if language == "erlang":
         return _ErlangSyntax(limits, local_node)
     if language == "elixir":
-        return _ElixirSyntax(limits, local_node)
+        return (_Elixir114Syntax if quoted_charlists else _ElixirSyntax)(limits, local_node)
     raise ValueError(f"unknown language {language!r}: use 'erlang' or 'elixir'")
 
 
@@ -237,7 +284,7 @@ _ELIXIR_UNPRINTABLE = re.compile(f"[^{_range_class(_UNICODE_PRINTABLE_RANGES, _E
 
 _ERLANG_CHARLIST_CODES = frozenset([*range(0x20, 0x7F), *range(0xA0, 0x100), 8, 9, 10, 11, 12, 13, 27])
 _ELIXIR_CHARLIST_CODES = frozenset([*range(0x20, 0x7F), 7, 8, 9, 10, 11, 12, 13, 27])
-"""List.ascii_printable?/1, which Elixir 1.14 uses to print a list as ``'abc'``."""
+"""List.ascii_printable?/1, which Elixir uses to print a list as ``~c"abc"`` (``'abc'`` before 1.15)."""
 
 
 def _is_charlist(items: Sequence[Any], allowed: frozenset[int]) -> bool:
@@ -746,7 +793,7 @@ class _ErlangSyntax(_Syntax):
 
 
 class _ElixirSyntax(_Syntax):
-    """IEx ``inspect/1`` syntax (Elixir 1.14), without line breaks."""
+    """IEx ``inspect/1`` syntax (Elixir 1.15 and later), without line breaks."""
 
     item_separator = ", "
 
@@ -781,14 +828,16 @@ class _ElixirSyntax(_Syntax):
             return ELLIPSIS
         if _is_charlist(term, _ELIXIR_CHARLIST_CODES):
             shown, cut = self.take(term)
-            text = _elixir_quoted("".join(map(chr, shown)), _ELIXIR_CHARLIST_ESCAPES)
-            return f"'{text}'" + (" ++ " + ELLIPSIS if cut else "")
+            return self.charlist("".join(map(chr, shown))) + (" ++ " + ELLIPSIS if cut else "")
         keys = self.keyword_keys(term)
         shown, cut = self.take(term)
         if keys is not None:
             pairs = [(key, item[1]) for key, item in zip(keys, shown, strict=False)]
             return self.sequence("[", self.keyword_parts(pairs, depth + 2), cut, "]")
         return self.sequence("[", self.joined(shown, depth + 1), cut, "]")
+
+    def charlist(self, text: str) -> str:
+        return '~c"' + _elixir_quoted(text, _ELIXIR_STRING_ESCAPES) + '"'
 
     def keyword_keys(self, items: Sequence[Any]) -> list[str] | None:
         """The ``key:`` texts if ``items`` is a keyword list (2-tuples with plain atom keys)."""
@@ -858,3 +907,10 @@ class _ElixirSyntax(_Syntax):
 
     def export(self, term: Export, depth: int) -> _Expansion:
         return f"&{elixir_atom(term.module)}.{_elixir_remote_name(term.function)}/{term.arity}"
+
+
+class _Elixir114Syntax(_ElixirSyntax):
+    """Elixir 1.14's ``inspect``: charlists in single quotes."""
+
+    def charlist(self, text: str) -> str:
+        return "'" + _elixir_quoted(text, _ELIXIR_CHARLIST_ESCAPES) + "'"
