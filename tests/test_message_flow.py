@@ -24,7 +24,7 @@ from arsenal.ops.base import Principal
 from arsenal.ops.errors import ErrorCode, OperationError
 from arsenal.ops.message_flow import message_shape
 
-from .helpers import eval_erlang, fails
+from .helpers import eval_erlang, fails, has_trace_sessions
 from .nodes import ROOT, TEST_SUPPORT_EBIN
 
 pytestmark = pytest.mark.timeout(120)
@@ -355,14 +355,20 @@ async def test_patterns_of_a_controlled_sender(erl, cookie) -> None:
         assert result.receivers[0].name == "arsenal_test_sink_a" and result.distinct_pairs == 2
         await _assert_trace_clean(service, erl.name)
 
-        # Another tracer (dbg) traces the sender: refused, not robbed.
-        await eval_erlang(
-            service, erl.name, f'{{ok, _}} = dbg:tracer(), dbg:p(list_to_pid("{_text(chatter)}"), [s])'
-        )
-        err = await fails(
-            ErrorCode.conflict, attached.analyze_message_patterns(pids=[_text(chatter)], duration=1)
-        )
-        assert "dbg" in err.message
+        # Another tracer (dbg) traces the sender: refused, not robbed. From OTP 27 on dbg traces in a
+        # trace session of its own: both trace, and dbg still does afterwards.
+        sender = f'list_to_pid("{_text(chatter)}")'
+        await eval_erlang(service, erl.name, f"{{ok, _}} = dbg:tracer(), dbg:p({sender}, [s])")
+        if not await has_trace_sessions(service.pool.get(erl.name)):
+            err = await fails(
+                ErrorCode.conflict, attached.analyze_message_patterns(pids=[_text(chatter)], duration=1)
+            )
+            assert "dbg" in err.message
+        else:
+            beside = await attached.analyze_message_patterns(pids=[_text(chatter)], max_events=6, duration=15)
+            assert beside.messages == 6
+            dbg_still = f"lists:keymember(dbg, 1, trace:session_info({sender}))"
+            assert await eval_erlang(service, erl.name, dbg_still)
     finally:
         await eval_erlang(service, erl.name, "dbg:stop(), ok")
         await service.close()

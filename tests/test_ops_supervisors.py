@@ -16,7 +16,7 @@ from arsenal.dist import Atom
 from arsenal.ops.errors import ErrorCode
 
 from .conftest import COOKIE
-from .helpers import fails
+from .helpers import INVALID_PID, fails
 from .nodes import BeamNode, elixir_demo_node
 
 SUP = "arsenal_demo_erl_sup"
@@ -168,7 +168,7 @@ async def test_read_errors_and_no_atoms(erl, cookie) -> None:
             for name, code in (
                 ("no_such_supervisor_q1w2e3", ErrorCode.not_found),
                 ("<0.32000.8000>", ErrorCode.not_found),  # valid, not alive
-                ("<0.99999.0>", ErrorCode.validation_error),
+                (INVALID_PID, ErrorCode.validation_error),
                 ("<1.2.3>", ErrorCode.validation_error),
                 ("not a name!", ErrorCode.validation_error),
             ):

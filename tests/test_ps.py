@@ -12,6 +12,8 @@ import pytest
 import arsenal
 from arsenal.ops.errors import ErrorCode, OperationError
 
+from .helpers import INVALID_PID
+
 pytestmark = pytest.mark.timeout(120)
 
 
@@ -95,7 +97,7 @@ async def test_get_process_info(erl, cookie) -> None:
 
         for pid, code in (
             ("<0.32000.8000>", ErrorCode.not_found),  # a valid pid, not alive
-            ("<0.99999.0>", ErrorCode.validation_error),  # out of the node's range
+            (INVALID_PID, ErrorCode.validation_error),  # out of the node's range
             ("nobody_registered_here", ErrorCode.not_found),
             ("<1.2.3>", ErrorCode.validation_error),
             ("not a name!", ErrorCode.validation_error),
@@ -182,12 +184,12 @@ def test_cli_ops_run_and_info(erl, cookie) -> None:
 
 async def test_pids_out_of_range_cost_one_error_not_the_connection(erl, cookie) -> None:
     async with arsenal.attach(erl.name, cookie=cookie, reconnect=False) as node:
-        for text in ("<0.99999.0>", "<0.1.99999999>", "0.4294967295.4294967295"):
+        for text in (INVALID_PID, "<0.1.99999999>", "0.4294967295.4294967295"):
             with pytest.raises(OperationError) as err:
                 await node.get_process_info(pid=text)
             assert err.value.code in (ErrorCode.validation_error, ErrorCode.not_found), text
         with pytest.raises(OperationError) as err:
-            await node.list_processes(cursor="5:<0.99999.0>")
+            await node.list_processes(cursor=f"5:{INVALID_PID}")
         assert err.value.code is ErrorCode.validation_error
         assert node.node.connected
         assert (await node.list_processes(limit=1)).processes
