@@ -91,7 +91,7 @@ def test_a_generic_command_runs_its_operation(erl, cookie) -> None:  # type: ign
     assert done.returncode == 0, done.stderr
     assert '"memory_before"' in done.stdout and '"memory_after"' in done.stdout
     bad = subprocess.run(
-        [*command[:-3], "nonsense", "--node", erl.name, "--cookie", cookie],
+        [*command[:-2], "nonsense", "--node", erl.name, "--cookie", cookie],  # pid is given already
         capture_output=True,
         text=True,
         timeout=60,

@@ -77,6 +77,8 @@ def sort_key(sort: str) -> SortKey:
     return key
 
 
+PARAMS_HELP = "Parameters as key=value (values may be JSON); required ones also bare, in order."
+
 # Exit codes by error code: 2 bad input, 3 not found, 4 node down or too slow, 5 refused, 1 anything else.
 EXIT_CODES = {
     ErrorCode.validation_error: 2,
@@ -194,9 +196,7 @@ def list_operations(
 @app.command("run")
 def run_operation(
     operation: Annotated[str, typer.Argument(help="The operation's name (arsenal ops lists them).")],
-    params: Annotated[
-        list[str] | None, typer.Argument(help="Parameters as key=value (values may be JSON).")
-    ] = None,
+    params: Annotated[list[str] | None, typer.Argument(help=PARAMS_HELP)] = None,
     node: NodeOption = None,
     cookie: CookieOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -224,22 +224,38 @@ async def _without_node(operation: str, params: dict[str, Any]) -> Result:
 
 
 def _parse_params(operation: Any, pairs: list[str]) -> dict[str, Any]:
-    """``k=v`` pairs; a value that parses as JSON is taken as such, a list field also takes a,b,c."""
-    parsed: dict[str, Any] = {}
+    """``k=v`` pairs; a value that parses as JSON is taken as such (a text field keeps the text), a
+    list field also takes a,b,c. A bare value is the next required parameter not given as k=v:
+    ``arsenal sup-analytics my_sup`` is ``name=my_sup``."""
     fields = operation.params.model_fields
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or not key:
-            raise OperationError(ErrorCode.validation_error, f"{pair!r} is not key=value")
-        try:
-            value: Any = json.loads(text)
-        except ValueError:
-            value = text
-        field = fields.get(key)
-        if field is not None and "list" in str(field.annotation) and isinstance(value, str):
-            value = [part for part in value.split(",") if part]
-        parsed[key] = value
+    named = [pair.partition("=") for pair in pairs if _is_named(pair, fields)]
+    parsed = {key: _value(fields.get(key), text) for key, _, text in named}
+    bare = [pair for pair in pairs if not _is_named(pair, fields)]
+    free = [name for name, field in fields.items() if field.is_required() and name not in parsed]
+    if len(bare) > len(free):
+        extra = bare[len(free)]
+        wanted = f"the required {', '.join(free)} and then key=value" if free else "key=value"
+        raise OperationError(ErrorCode.validation_error, f"{extra!r} is not key=value (expected {wanted})")
+    parsed.update({name: _value(fields[name], text) for name, text in zip(free, bare, strict=False)})
     return parsed
+
+
+def _is_named(pair: str, fields: dict[str, Any]) -> bool:
+    """``k=v`` with a known parameter (or any identifier) before the ``=``, not a value containing one."""
+    key, sep, _ = pair.partition("=")
+    return bool(sep) and (key in fields or key.isidentifier())
+
+
+def _value(field: Any, text: str) -> Any:
+    if field is not None and field.annotation is str:
+        return text
+    try:
+        value: Any = json.loads(text)
+    except ValueError:
+        value = text
+    if field is not None and "list" in str(field.annotation) and isinstance(value, str):
+        value = [part for part in value.split(",") if part]
+    return value
 
 
 def _show(result: BaseModel, as_json: bool) -> None:
@@ -425,14 +441,14 @@ def _parameters_help(operation: Any) -> str:
     if not fields:
         return "It takes no parameters."
     names = [f"{name} (required)" if field.is_required() else name for name, field in fields.items()]
-    return f"Parameters, as key=value: {', '.join(names)} (docs/operations.md: {operation.name})."
+    required = [name.upper() for name, field in fields.items() if field.is_required()]
+    alone = f" The required ones may be given alone, in order: {' '.join(required)}." if required else ""
+    return f"Parameters, as key=value: {', '.join(names)} (docs/operations.md: {operation.name}).{alone}"
 
 
 def _operation_command(operation: str) -> Any:
     def command(
-        params: Annotated[
-            list[str] | None, typer.Argument(help="Parameters as key=value (values may be JSON).")
-        ] = None,
+        params: Annotated[list[str] | None, typer.Argument(help=PARAMS_HELP)] = None,
         node: NodeOption = None,
         cookie: CookieOption = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

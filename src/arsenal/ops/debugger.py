@@ -27,6 +27,7 @@ from ..dist.process import DOWN
 from ..terms import paths
 from ..terms.render import render
 from ..terms.tagged_json import to_json
+from ..terms.truncation import cut_of
 from .base import Context, Principal
 from .errors import ErrorCode, OperationError
 from .plain import pid_or_none
@@ -419,7 +420,7 @@ class DebugSession:
     def term_json(self, term: Term) -> dict[str, Any]:
         """A term for JSON clients: source text and lossless tagged JSON."""
         try:
-            data: Any = to_json(term)
+            data: Any = None if cut_of(term) is not None else to_json(term)
         except Exception:  # a term tagged JSON cannot carry; the text still shows it
             data = None
         return {"text": self.render(term), "json": data}

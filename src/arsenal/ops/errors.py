@@ -104,11 +104,7 @@ def as_operation_error(exc: BaseException, operation: str = "") -> OperationErro
     if isinstance(exc, SandboxError):
         return _sandbox_error(exc)
     if isinstance(exc, RpcError):  # before DistError, which it is too
-        return OperationError(
-            ErrorCode.remote_error,
-            f"{exc}; the node raised while running {operation or 'the operation'}",
-            {"kind": exc.kind, "reason": brief(exc.reason, 500)},
-        )
+        return _remote_error(exc, operation)
     for kinds, code in _DIST_CODES:
         if isinstance(exc, kinds):
             return OperationError(code, str(exc))
@@ -119,6 +115,26 @@ def as_operation_error(exc: BaseException, operation: str = "") -> OperationErro
         ErrorCode.internal_error,
         f"{operation or 'the operation'} failed inside Arsenal ({type(exc).__name__}); this is a bug, "
         "the log has the details",
+    )
+
+
+def _remote_error(exc: RpcError, operation: str) -> OperationError:
+    """A call that raised on the node: its reason and stacktrace as Erlang writes them."""
+    from ..terms.render import render
+    from .plain import frame_lines
+
+    try:
+        reason = render(exc.reason, max_items=20, max_depth=8, max_binary=200)
+    except (TypeError, ValueError):  # not a term the renderer knows: its Python form, cut
+        reason = brief(exc.reason, 500)
+    details: dict[str, Any] = {"kind": exc.kind, "reason": reason}
+    if isinstance(exc.stacktrace, list) and exc.stacktrace:
+        details["stacktrace"] = frame_lines(exc.stacktrace[:20], "erlang")
+    where = f" in {exc.mfa}" if exc.mfa else ""
+    return OperationError(
+        ErrorCode.remote_error,
+        f"remote {exc.kind}{where}: {reason}; the node raised while running {operation or 'the operation'}",
+        details,
     )
 
 

@@ -289,7 +289,7 @@ class Message(Result):
 class MessagesResult(Result):
     pid: str
     message_queue_len: int
-    messages: list[Message] = Field(description="Oldest first; big parts cut with '$arsenal_truncated'.")
+    messages: list[Message] = Field(description="Oldest first; big parts cut, with …(N more) in their place.")
 
 
 @register

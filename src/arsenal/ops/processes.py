@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 from ..dist import Atom
 from .base import Context, Operation, Params, Result
 from .errors import ErrorCode, OperationError
-from .plain import mfa_text, name_text, pid_text, plain
+from .plain import mfa_text, name_text, pid_text, plain, stacktrace
 from .registry import register
 from .targets import check_target, is_agent_error, process_ref
 
@@ -233,6 +233,8 @@ def _info(raw: dict[Any, Any], language: str, node: str) -> dict[str, Any]:
             info[field] = mfa_text(value, language)
         elif field == "registered_name":
             info[field] = name_text(value, language)
+        elif field == "current_stacktrace":
+            info[field] = stacktrace(value, language, local_node=node)
         else:
             info[field] = plain(value, language, local_node=node)
     return info

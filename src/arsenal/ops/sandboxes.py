@@ -24,6 +24,7 @@ from ..sandbox.source import SandboxSource, module_atom
 from ..store import SandboxRecord
 from ..terms.render import render
 from ..terms.tagged_json import TaggedJSONError, from_json, to_json
+from ..terms.truncation import cut_of
 from .base import Context, NoParams, Operation, Params, Result, Severity
 from .errors import ErrorCode, OperationError
 from .plain import pid_text, plain
@@ -91,6 +92,9 @@ def _shown(term: Term, language: str) -> str:
 
 
 def _lossless(term: Term) -> Any:
+    """Tagged JSON of a whole value; None for one too big, or cut by the node (its text says so)."""
+    if cut_of(term) is not None:
+        return None
     try:
         return to_json(term) if len(term_to_binary(term)) <= 256 * 1024 else None
     except Exception:  # an unencodable value simply has no lossless form

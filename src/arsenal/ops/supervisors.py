@@ -158,9 +158,13 @@ def _atom(value: Any, language: str) -> str | None:
 
 
 def _id(value: Any, language: str) -> Any:
+    """A child id: an atom, number or binary as plain JSON; a tuple, list or map as the node's
+    source text (``{worker,1}``, ``{:worker, 1}``), as people write ids, not as a JSON list."""
     if value == Atom("undefined"):
         return None
-    return plain(value, language)
+    if isinstance(value, (Atom, int, float, bytes)):
+        return plain(value, language)
+    return render(value, language, max_items=20)
 
 
 def _child_pid_state(value: Any) -> tuple[str | None, str]:

@@ -75,6 +75,8 @@ from arsenal.dist.terms import (
     Term,
 )
 
+from .truncation import Cut, cut_of, is_cut_key, list_cut, map_cut, note
+
 __all__ = [
     "ELLIPSIS",
     "Dialect",
@@ -546,6 +548,8 @@ class _Syntax(ABC):
     def child(self, term: Term, depth: int) -> _Part:
         """A part for a nested term: scalars are rendered at once, which keeps the stack short."""
         if type(term) in _SCALARS:
+            if type(term) is Atom and cut_of(term) is not None:
+                return "…"
             text = self._handler_table[type(term)](self, term, depth)
             assert type(text) is str
             return text
@@ -555,7 +559,62 @@ class _Syntax(ABC):
         handler = self._handler_table.get(type(term))
         if handler is None:
             raise TypeError(f"cannot render a {type(term).__name__}: it is not an Erlang term")
+        if type(term) in (tuple, list, dict, Atom) and not self.too_deep(depth):
+            shown = self.cut(term, depth)
+            if shown is not None:
+                return shown
         return handler(self, term, depth)
+
+    # -- what the agent cut (see arsenal.terms.truncation) -------------------
+
+    def cut(self, term: Term, depth: int) -> _Expansion | None:
+        """A term with the agent's truncation marker, shown as what it means; None for any other."""
+        if type(term) is list:
+            return self.with_note(self.expand(term[:-1], depth), note(None)) if list_cut(term) else None
+        if type(term) is dict:
+            size = map_cut(term)
+            return None if size is None else self.cut_map(term, size, depth)
+        found = cut_of(term)
+        return None if found is None else self.cut_value(found, depth)
+
+    def cut_map(self, term: dict[Any, Any], size: int, depth: int) -> _Expansion:
+        kept = {key: value for key, value in term.items() if not is_cut_key(key)}
+        shown = len(kept) if self.limits.max_items is None else min(len(kept), self.limits.max_items)
+        return self.with_note(self.expand(kept, depth), note(size - shown if size >= 0 else None))
+
+    def cut_value(self, cut: Cut, depth: int) -> _Expansion:
+        if cut.kind == "binary":
+            return self.cut_binary(cut.kept, cut.total or 0)
+        if cut.kind == "tuple":
+            limit = self.limits.max_items
+            shown = len(cut.kept) if limit is None else min(len(cut.kept), limit)
+            return self.with_note(self.expand(cut.kept, depth), note((cut.total or 0) - shown))
+        if cut.kind == "tagged":
+            return ["{", self.child(cut.kept, depth + 1), self.item_separator + "…", "}"]
+        if cut.kind == "preview":
+            return f"{cut.kept}{cut.text}"
+        return cut.text
+
+    def cut_binary(self, head: bytes, total: int) -> str:
+        """The bytes the agent kept (no more than ``max_binary``), then how many are missing."""
+        shown, cut = self.take_bytes(head)
+        if cut:  # end on a whole character, so text stays text
+            text = _utf8(shown, final=False)
+            shown = text.encode() if text is not None else shown
+        rendered = self.binary(shown, 0)
+        assert type(rendered) is str
+        return rendered + note(total - len(shown), "bytes")
+
+    def with_note(self, expansion: _Expansion, text: str) -> _Expansion:
+        """``expansion`` (a container's rendering) with ``text`` where its left-out part was."""
+        if type(expansion) is str:
+            return expansion + text
+        *body, close = expansion
+        own_cut = {ELLIPSIS, self.item_separator + ELLIPSIS, "|" + ELLIPSIS, " | " + ELLIPSIS}
+        if body and type(body[-1]) is str and body[-1] in own_cut:
+            body.pop()  # the renderer's own "..." says less than the note
+        opened = len(body) > 1
+        return [*body, (self.item_separator if opened else "") + text, close]
 
     # -- limits ------------------------------------------------------------
 

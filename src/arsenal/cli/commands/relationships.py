@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import typer
@@ -27,7 +28,13 @@ from ..main import (
     run_on_node,
 )
 
+_PID_TEXT = re.compile(r"^(#PID)?<?\d+\.\d+\.\d+>?$")
 ApplicationOption = Annotated[str | None, typer.Option("--app", "-a", help="Only this application.")]
+
+
+def who(name: str | None, pid: str) -> str:
+    """``name <0.1.0>`` for a named process, the pid alone for an unnamed one (never twice)."""
+    return f"{name} {pid}" if name and name != pid else pid
 
 
 @app.command("ptree")
@@ -111,7 +118,7 @@ def graph(
     if as_json:
         print(result.model_dump_json(indent=2))
         return
-    names = {n.id: n.name or n.id for n in result.nodes}
+    names = {n.id: n.name for n in result.nodes}
     cut = " (truncated)" if result.truncated else ""
     table = Table(
         title=f"{result.node} — {len(result.nodes)} nodes, {len(result.edges)} edges{cut}",
@@ -123,9 +130,9 @@ def graph(
     for edge in result.edges:
         by = f" ({edge.by_name})" if edge.by_name else ""
         table.add_row(
-            f"{names.get(edge.source, edge.source)} {edge.source}",
+            who(names.get(edge.source), edge.source),
             arrows.get(edge.type, edge.type) + by,
-            f"{names.get(edge.target, edge.target)} {edge.target}",
+            who(names.get(edge.target), edge.target),
         )
     console.print(table)
 
@@ -149,15 +156,24 @@ def impact(
     counts = ", ".join(f"{count} {effect}" for effect, count in result.summary.items())
     cut = " (truncated)" if result.truncated else ""
     table = Table(
-        title=f"If {pid} {result.pid} exits with {result.exit_reason}: {counts}{cut}", title_justify="left"
+        title=f"If {_analysed(pid, result)} exits with {result.exit_reason}: {counts}{cut}",
+        title_justify="left",
     )
     for column in ("depth", "process", "effect", "why"):
         table.add_column(column, overflow="fold")
     for row in result.affected:
-        table.add_row(str(row.depth), f"{row.name or ''} {row.pid}".strip(), row.effect, row.why)
+        table.add_row(str(row.depth), who(row.name, row.pid), row.effect, row.why)
     console.print(table)
     for note in result.notes:
         console.print(f"[yellow]{note}[/yellow]", highlight=False)
+
+
+def _analysed(asked: str, result: FailureImpact) -> str:
+    """The process analysed: its name from the analysis (or as asked) and its pid."""
+    first = next((row for row in result.affected if row.depth == 0), None)
+    if first is not None and first.name:
+        return who(first.name, result.pid)
+    return result.pid if _PID_TEXT.match(asked.strip()) else who(asked, result.pid)
 
 
 @app.command("deps")
