@@ -102,17 +102,18 @@ start_on(Pid, Owner, Opts) ->
             Error
     end.
 
-%% A process sys can talk to was started by proc_lib (gen_server, gen_statem,
-%% gen_event, supervisor, special processes): it has '$initial_call'. A plain
-%% spawn would never answer the install request; refuse it before asking.
+%% A process sys can talk to runs an OTP behaviour's loop or implements the
+%% sys callbacks (arsenal_agent_proc:answers_sys/1, decided without a
+%% message). A plain receive loop would never answer the install request and
+%% keep it in its mailbox; refuse it before asking.
 compliant(Pid) when Pid =:= self() -> {error, self};
 compliant(Pid) ->
     case erlang:is_process_alive(Pid) of
         false -> {error, not_alive};
         true ->
-            case proc_lib:initial_call(Pid) of
+            case arsenal_agent_proc:answers_sys(Pid) of
                 false -> {error, not_sys_compliant};
-                _ -> ok
+                true -> ok
             end
     end.
 

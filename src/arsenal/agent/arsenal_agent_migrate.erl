@@ -259,8 +259,16 @@ check_process(Old, Node, M) ->
 local_name([]) -> undefined;
 local_name(Name) -> Name.
 
-%% The parent of a gen_server (itself when started without a link).
+%% The parent of a gen_server (itself when started without a link). A process
+%% that does not handle system messages is not asked (it would keep the
+%% request in its mailbox for good).
 status(Pid, StepMs) ->
+    case arsenal_agent_proc:answers_sys(Pid) of
+        true -> sys_status(Pid, StepMs);
+        false -> {error, {not_gen_server, no_sys}}
+    end.
+
+sys_status(Pid, StepMs) ->
     try sys:get_status(Pid, StepMs) of
         {status, Pid, {module, gen_server}, [_PDict, _SysState, Parent | _]} -> {ok, Parent};
         {status, Pid, {module, Other}, _} -> {error, {not_gen_server, Other}};

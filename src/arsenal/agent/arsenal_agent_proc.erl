@@ -308,7 +308,7 @@ get_state(Target, TimeoutMs) ->
     with_pid(Target, fun(Pid) ->
         case answers_sys(Pid) of
             false ->
-                {error, not_a_genserver};
+                {error, not_sys_process};
             true ->
                 try sys:get_state(Pid, TimeoutMs) of
                     State -> {ok, behaviour(Pid), bounded(State, ?STATE_CAP)}
@@ -320,22 +320,12 @@ get_state(Target, TimeoutMs) ->
         end
     end).
 
--define(GEN_MODULES, [gen_server, gen_statem, gen_event, gen_fsm, gen, sys, proc_lib, supervisor]).
-
 %% @doc Whether Pid answers system messages (sys:get_state, sys:replace_state,
-%% sys:install...): it is in a gen loop, or proc_lib started it. Cost: one process_info.
+%% sys:install...), decided without sending it anything: see
+%% arsenal_agent_state:speaks_sys/1.
 -spec answers_sys(pid()) -> boolean().
 answers_sys(Pid) ->
-    case erlang:process_info(Pid, [initial_call, current_function, dictionary]) of
-        undefined ->
-            false;
-        [{initial_call, Initial}, {current_function, {Mod, _, _}}, {dictionary, Dict}] ->
-            lists:member(Mod, ?GEN_MODULES)
-                orelse (Initial =:= {proc_lib, init_p, 5}
-                        andalso lists:keymember('$initial_call', 1, Dict));
-        _ ->
-            false
-    end.
+    arsenal_agent_state:speaks_sys(Pid).
 
 %% @doc The callback module proc_lib recorded for Pid (the module of a
 %% gen_server, gen_statem, gen_event manager; a supervisor's own module), or
@@ -425,8 +415,12 @@ start_under(SupTarget, ModBin, FunBin, Args0, TimeoutMs) ->
 
 strategy(Sup, TimeoutMs) ->
     try sys:get_state(Sup, TimeoutMs) of
-        State when is_tuple(State), element(1, State) =:= state, tuple_size(State) >= 3 -> element(3, State);
-        _ -> dynamic
+        State ->
+            case arsenal_agent_sup:parse_state(State) of
+                {ok, #{kind := dynamic}} -> dynamic;
+                {ok, #{strategy := Strategy}} -> Strategy;
+                {error, _} = Error -> Error
+            end
     catch
         exit:{timeout, _} -> {error, timeout};
         exit:_ -> {error, not_a_supervisor}
@@ -502,9 +496,14 @@ restart_child(Sup, Id, Pid, Old, TimeoutMs) ->
     end.
 
 restore(New, {state, State}, TimeoutMs) when is_pid(New) ->
-    try sys:replace_state(New, fun(_Fresh) -> State end, TimeoutMs) of
-        _ -> true
-    catch exit:_ -> false
+    case answers_sys(New) of
+        true ->
+            try sys:replace_state(New, fun(_Fresh) -> State end, TimeoutMs) of
+                _ -> true
+            catch exit:_ -> false
+            end;
+        false ->
+            false
     end;
 restore(_New, _Old, _TimeoutMs) ->
     false.
@@ -533,13 +532,9 @@ find_child([Sup | Rest], Pid, TimeoutMs) ->
     end.
 
 %% Only a supervisor is asked which_children: another gen_server might crash
-%% on a call it does not expect.
+%% on a call it does not expect (arsenal_agent_sup tells, forks included).
 is_supervisor(Pid) ->
-    case proc_lib:translate_initial_call(Pid) of
-        {supervisor, _, 1} -> true;
-        {'Elixir.DynamicSupervisor', _, _} -> true;
-        _ -> false
-    end.
+    is_tuple(arsenal_agent_sup:kind(Pid)).
 
 ask_children(Sup, Rest, Pid, TimeoutMs) ->
     try gen_server:call(Sup, which_children, TimeoutMs) of

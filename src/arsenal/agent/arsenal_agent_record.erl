@@ -161,13 +161,13 @@ kind_of(Pid, Tries) ->
             ok;
         [{current_function, {Mod, _, _}}, _] when Mod =:= gen_statem; Mod =:= gen_event; Mod =:= gen_fsm ->
             {error, {not_gen_server, Pid, Mod}};
-        [{current_function, {erlang, hibernate, 3}}, {dictionary, Dict}] ->
-            case lists:keymember('$initial_call', 1, Dict) of
+        [{current_function, {erlang, hibernate, 3}}, _] ->
+            case arsenal_agent_proc:answers_sys(Pid) of
                 true -> by_status(Pid);
                 false -> {error, {not_sys_compliant, Pid}}
             end;
-        [{current_function, _}, {dictionary, Dict}] ->
-            case lists:keymember('$initial_call', 1, Dict) andalso Tries > 0 of
+        [{current_function, _}, _] ->
+            case Tries > 0 andalso arsenal_agent_proc:answers_sys(Pid) of
                 true -> timer:sleep(20), kind_of(Pid, Tries - 1);
                 false -> {error, {not_sys_compliant, Pid}}
             end

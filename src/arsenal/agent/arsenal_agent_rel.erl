@@ -730,34 +730,25 @@ read_sup(Sup, T) ->
           exit:_ -> {error, no_state}
     end.
 
-parse_sup({state, _Name, simple_one_for_one, {_, Db}, Dyn, I, Per, Restarts, _, _, _, _})
-  when is_map(Db) ->
-    Restart = case maps:values(Db) of
-                  [Child] when tuple_size(Child) =:= 9 -> element(5, Child);
-                  _ -> permanent
-              end,
-    Pids = case Dyn of
-               {maps, M} when is_map(M) -> maps:keys(M);
-               {sets, S} -> sets:to_list(S);
-               {mapsets, S} -> sets:to_list(S);
-               _ -> []
-           end,
-    {ok, sup_map(simple_one_for_one, I, Per, Restarts, [{undefined, P, Restart} || P <- lists:sort(Pids)])};
-parse_sup({state, _Name, Strategy, {Ids, Db}, _Dyn, I, Per, Restarts, _, _, _, _})
-  when is_atom(Strategy), is_list(Ids), is_map(Db) ->
-    %% Ids are kept newest first.
-    Children = [{Id, element(2, C), element(5, C)}
-                || Id <- lists:reverse(Ids), {ok, C} <- [maps:find(Id, Db)], tuple_size(C) =:= 9],
-    {ok, sup_map(Strategy, I, Per, Restarts, Children)};
-parse_sup(#{'__struct__' := 'Elixir.DynamicSupervisor', children := Cs, max_restarts := I,
-            max_seconds := Per, restarts := Restarts, strategy := Strategy}) when is_map(Cs) ->
-    Children = [{undefined, P, restart_of(Spec)} || {P, Spec} <- lists:sort(maps:to_list(Cs))],
-    {ok, sup_map(Strategy, I, Per, Restarts, Children)};
-parse_sup(_) ->
-    {error, unsupported_state}.
+%% The state read through its layout (arsenal_agent_sup:parse_state/1: the
+%% supervisor records of OTP 21 to 29, forks of them, Elixir's
+%% DynamicSupervisor); a layout it does not know is an error that says what
+%% was seen.
+parse_sup(State) ->
+    case arsenal_agent_sup:parse_state(State) of
+        {ok, #{strategy := Strategy, intensity := I, period := Per, restarts := Restarts,
+               children := Children}} ->
+            {ok, sup_map(Strategy, I, Per, Restarts, [{Id, P, restart_type(R)} || {Id, P, R} <- Children])};
+        {error, _} = Error ->
+            Error
+    end.
 
-restart_of(Spec) when is_tuple(Spec), tuple_size(Spec) >= 2 -> element(2, Spec);
-restart_of(_) -> permanent.
+%% A restart type as OTP knows them: forks add a delay ({permanent, Secs}) or
+%% an intrinsic type (restarted on an abnormal exit, like transient).
+restart_type({R, _Delay}) when is_atom(R) -> restart_type(R);
+restart_type(intrinsic) -> transient;
+restart_type(R) when R =:= permanent; R =:= transient; R =:= temporary -> R;
+restart_type(_) -> permanent.
 
 sup_map(Strategy, I, Per, Restarts, Children) ->
     Now = erlang:monotonic_time(second),

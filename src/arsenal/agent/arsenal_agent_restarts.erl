@@ -403,13 +403,12 @@ supervisor_pid(Target) ->
         Error -> Error
     end.
 
-intensity({state, _, _, _, _, Intensity, Period, Restarts, _, _, _, _}) ->
-    {ok, Intensity, Period, recent(Restarts, Period)};
-intensity(#{'__struct__' := 'Elixir.DynamicSupervisor', max_restarts := I, max_seconds := P,
-            restarts := Restarts}) ->
-    {ok, I, P, recent(Restarts, P)};
-intensity(_) ->
-    error.
+%% Read through the state's layout (arsenal_agent_sup:parse_state/1).
+intensity(State) ->
+    case arsenal_agent_sup:parse_state(State) of
+        {ok, #{intensity := I, period := P, restarts := Restarts}} -> {ok, I, P, recent(Restarts, P)};
+        {error, _} -> error
+    end.
 
 recent(Restarts, Period) when is_list(Restarts) ->
     Now = erlang:monotonic_time(second),

@@ -11,9 +11,87 @@
 %%
 %% Every wait has a timeout; states and tables past their size limit are
 %% refused, not cut (a cut state cannot be put back).
+%%
+%% A system message is only ever sent to a process that handles system
+%% messages (speaks_sys/1, decided without sending it anything): a plain
+%% receive loop would never answer, and the message would stay in its mailbox
+%% for good. Every agent module that uses sys asks speaks_sys/1 first (through
+%% arsenal_agent_proc:answers_sys/1); the refusal is {error, not_sys_process}.
 -module(arsenal_agent_state).
 
--export([capture/2, replace/4, ets_capture/2, ets_restore/2]).
+-export([capture/2, replace/4, ets_capture/2, ets_restore/2, speaks_sys/1]).
+
+%% The OTP behaviours whose process loop handles system messages.
+-define(SYS_BEHAVIOURS, [gen_server, gen_statem, gen_event, gen_fsm, supervisor, supervisor_bridge]).
+%% Where a process waits while in one of those loops (or suspended by sys).
+-define(LOOP_MODULES, [gen_server, gen_statem, gen_event, gen_fsm, sys]).
+
+%% @doc Whether Pid handles system messages (sys:get_state, sys:suspend,
+%% sys:replace_state...), decided from process_info alone: nothing is sent to
+%% it. True when
+%%   - it waits in an OTP behaviour's loop (gen_server, gen_statem, gen_event,
+%%     gen_fsm; or in sys itself, suspended): its current function says so;
+%%   - its current function's module implements the sys callbacks
+%%     (system_continue/3 and system_terminate/4): a special process in its loop;
+%%   - proc_lib recorded an initial call ('$initial_call') of an OTP behaviour
+%%     ({supervisor, Mod, 1}, {gen_event, init_it, 6}...), of a behaviour
+%%     callback module started by gen ({Mod, init, 1} where Mod exports
+%%     handle_call/3, callback_mode/0 or handle_sync_event/4: gen_server,
+%%     Elixir's GenServer, gen_statem, gen_fsm), or of a module that
+%%     implements the sys callbacks. This covers such a process while it
+%%     hibernates or runs a callback: it answers once back in its loop.
+%% Anything else (a raw spawn, a proc_lib process running a plain receive
+%% loop, a Task) is false. Cost: one process_info (the dictionary is copied)
+%% and a few function_exported lookups.
+-spec speaks_sys(pid()) -> boolean().
+speaks_sys(Pid) when is_pid(Pid), node(Pid) =:= node() ->
+    case erlang:process_info(Pid, [current_function, dictionary]) of
+        [{current_function, Current}, {dictionary, Dict}] ->
+            in_loop(Current) orelse implements_sys(Current) orelse sys_initial_call(Dict);
+        _ ->
+            false
+    end;
+speaks_sys(_) ->
+    false.
+
+%% Waiting in a behaviour's loop; the client side of a call (which also runs
+%% code of these modules in the caller) is not a loop.
+in_loop({Mod, Fun, _}) ->
+    lists:member(Mod, ?LOOP_MODULES) andalso not client_function(atom_to_binary(Fun, utf8));
+in_loop(_) ->
+    false.
+
+client_function(<<"call", _/binary>>) -> true;
+client_function(<<"multi_call", _/binary>>) -> true;
+client_function(<<"rec_nodes", _/binary>>) -> true;
+client_function(<<"wait_resp", _/binary>>) -> true;
+client_function(<<"receive_resp", _/binary>>) -> true;
+client_function(<<"send_system_msg", _/binary>>) -> true;
+client_function(_) -> false.
+
+implements_sys({Mod, _, _}) when is_atom(Mod) ->
+    erlang:function_exported(Mod, system_continue, 3)
+        andalso erlang:function_exported(Mod, system_terminate, 4);
+implements_sys(_) ->
+    false.
+
+sys_initial_call(Dict) ->
+    case lists:keyfind('$initial_call', 1, Dict) of
+        {_, {Mod, Fun, Arity} = Call} when is_atom(Mod) ->
+            lists:member(Mod, ?SYS_BEHAVIOURS)
+                orelse (Fun =:= init andalso Arity =:= 1 andalso behaviour_callbacks(Mod))
+                orelse implements_sys(Call);
+        _ ->
+            false
+    end.
+
+%% A callback module that gen starts: gen_server (and Elixir's GenServer,
+%% Agent...), gen_statem, gen_fsm. Read from its exports, which releases keep
+%% (behaviour attributes may be stripped).
+behaviour_callbacks(Mod) ->
+    erlang:function_exported(Mod, handle_call, 3)
+        orelse erlang:function_exported(Mod, callback_mode, 0)
+        orelse erlang:function_exported(Mod, handle_sync_event, 4).
 
 %% @doc The state of Target and its facts. MaxBytes bounds the state's
 %% external size. Cost: one system message; the state is copied once.
@@ -25,8 +103,8 @@ capture(Target, #{timeout_ms := Timeout, max_bytes := MaxBytes}) ->
     end.
 
 capture_pid(Pid, Timeout, MaxBytes) ->
-    case arsenal_agent_proc:answers_sys(Pid) of
-        false -> {error, not_sys};
+    case speaks_sys(Pid) of
+        false -> {error, not_sys_process};
         true ->
             try sys:get_state(Pid, Timeout) of
                 State ->
@@ -59,8 +137,8 @@ replace(Target, Expected, Wire, Timeout) ->
     end.
 
 replace_pid(Pid, Expected, NewState, Timeout) ->
-    case arsenal_agent_proc:answers_sys(Pid) of
-        false -> {error, not_sys};
+    case speaks_sys(Pid) of
+        false -> {error, not_sys_process};
         true ->
             Self = self(),
             Ref = make_ref(),

@@ -1,48 +1,81 @@
 %% @doc Arsenal's agent for supervisors: find them, read their children and
 %% flags, walk supervision trees, and operate on children.
 %%
-%% Detecting a supervisor sends it no message: a process is a supervisor when
-%% proc_lib recorded '$initial_call' {supervisor, Module, 1} in its dictionary
-%% (OTP supervisors, Elixir Supervisor), or {'Elixir.DynamicSupervisor', init, 1}
-%% (Elixir DynamicSupervisor). Only then is it called, always with a timeout.
+%% Detecting a supervisor sends it no message. A supervisor is a proc_lib
+%% process that traps exits and whose behaviour module implements the
+%% supervisor protocol, as its dictionary tells:
+%%   - '$initial_call' {supervisor, Module, 1}: OTP's supervisor (and Elixir's
+%%     Supervisor) with callback Module;
+%%   - {'Elixir.DynamicSupervisor', init, 1}: Elixir's DynamicSupervisor;
+%%   - {Impl, init, 1} where Impl is a gen_server callback module that exports
+%%     the supervisor API (which_children/1, start_child/2, terminate_child/2):
+%%     a fork of OTP's supervisor under another name (a supervisor2, as some
+%%     message brokers ship), whose gen_server answers the same calls.
+%% A request is only sent when the behaviour module exports the API function
+%% that sends it (which_children/1 for which_children, get_childspec/2 for
+%% {get_childspec, Id}...): a fork made before a request existed never gets
+%% one it would crash on. Every call has a timeout.
 %%
-%% Reading flags parses the supervisor's state record (OTP 25):
-%%   {state, Name, Strategy, Children, Dynamics, Intensity, Period, Restarts,
-%%    DynamicRestarts, AutoShutdown, Module, Args}
-%% and each child record {child, Pid, Id, MFArgs, Restart, Significant,
-%% Shutdown, Type, Modules}; a layout that does not match is reported as
-%% unsupported, never guessed at.
+%% Flags, strategy and restart types come from the supervisor's state record,
+%% a private layout that differs between releases. parse_state/1 tells the
+%% layouts it knows apart by size and by the shape of their fields:
+%%   11 fields (OTP 21-23, forks made from them):
+%%     {state, Name, Strategy, {Ids, Db}, Dynamics, Intensity, Period,
+%%      Restarts, DynamicRestarts, Module, Args}
+%%   12 fields (OTP 24-28): AutoShutdown before Module
+%%   16 fields (OTP 29): {state, Name, Strategy, {Ids, Db}, Dynamics,
+%%      Intensity, Period, Restarts, NRestarts, DynamicRestarts, AutoShutdown,
+%%      HibernateAfter, Hibernating, Tag, Module, Args}
+%% with child records {child, Pid, Id, MFArgs, Restart, ...} of 8 or 9
+%% fields, and Elixir's %DynamicSupervisor{} struct. Anything else is refused
+%% with {unsupported_state, What} naming what was seen, never guessed at; the
+%% children still come from which_children, which needs no layout.
 %%
 %% Safety: names and child ids arrive as binaries and are compared with
 %% existing terms or looked up with binary_to_existing_atom; no atom is made.
 %% Every list is capped.
 -module(arsenal_agent_sup).
 
--export([kind/1, list_supervisors/2, flags/2, which_children/3, tree/4, child/3, child_op/4,
+-export([kind/1, identify/1, list_supervisors/2, flags/2, which_children/3, tree/4, child/3, child_op/4,
          simulate_failure/5, pause/3, resume/2, set_strategy/3, pause_watchdog/2,
          add_child/3, add_dynamic_child/3, start_supervisor/3, stop_supervisor/2]).
+%% Shared with the other agent modules (impact, restart analytics, health).
+-export([parse_state/1, initial_call_kind/1, handles/2]).
 
 -define(MAX_LIMIT, 1000).
 -define(MAX_NODES, 2000).
 -define(MAX_DEPTH, 20).
+-define(MAX_SPEC_CALLS, 50).
 -define(STRATEGIES, [one_for_one, one_for_all, rest_for_one]).
+%% The supervisor API functions a fork must export to be taken for a supervisor.
+-define(SUPERVISOR_API, [{which_children, 1}, {start_child, 2}, {terminate_child, 2}]).
 
 %% ------------------------------------------------------------------ detection
 
 %% @doc What kind of supervisor Pid is, from its dictionary: no message is sent
-%% (also used by arsenal_agent_rel).
-%% Only proc_lib processes that trap exits (every supervisor does) have their
-%% dictionary copied.
+%% (also used by arsenal_agent_rel and arsenal_agent_restarts). Module is the
+%% callback module when the dictionary names it (OTP's supervisor, Elixir's),
+%% else the fork's own module.
 -spec kind(pid()) -> {supervisor | dynamic, module()} | other | dead.
 kind(Pid) ->
+    case identify(Pid) of
+        {Kind, Module, _Impl} -> {Kind, Module};
+        Other -> Other
+    end.
+
+%% @doc kind/1 with the behaviour module that implements the supervisor
+%% (supervisor, 'Elixir.DynamicSupervisor', or a fork such as supervisor2).
+%% Only proc_lib processes that trap exits (every supervisor does) have their
+%% dictionary copied.
+-spec identify(pid()) -> {supervisor | dynamic, module(), module()} | other | dead.
+identify(Pid) ->
     case erlang:process_info(Pid, [initial_call, trap_exit]) of
         [{initial_call, {proc_lib, init_p, 5}}, {trap_exit, true}] ->
             case erlang:process_info(Pid, dictionary) of
                 {dictionary, Dict} ->
                     case lists:keyfind('$initial_call', 1, Dict) of
-                        {_, {supervisor, Mod, 1}} when Mod =/= supervisor_bridge -> {module_kind(Mod), Mod};
-                        {_, {'Elixir.DynamicSupervisor', init, 1}} -> {dynamic, dynamic_module(Pid)};
-                        _ -> other
+                        {_, Call} -> initial_call_kind(Call);
+                        false -> other
                     end;
                 undefined -> dead
             end;
@@ -50,7 +83,32 @@ kind(Pid) ->
         _ -> other
     end.
 
-dynamic_module(_Pid) -> 'Elixir.DynamicSupervisor'.
+%% @doc The supervisor a proc_lib '$initial_call' stands for (of a process
+%% that traps exits): {Kind, Module, Impl} as identify/1, or other.
+-spec initial_call_kind(term()) -> {supervisor | dynamic, module(), module()} | other.
+initial_call_kind({supervisor, Mod, 1}) when is_atom(Mod), Mod =/= supervisor_bridge ->
+    case module_kind(Mod) of
+        dynamic -> {dynamic, Mod, 'Elixir.DynamicSupervisor'};
+        supervisor -> {supervisor, Mod, supervisor}
+    end;
+initial_call_kind({'Elixir.DynamicSupervisor', init, 1}) ->
+    {dynamic, 'Elixir.DynamicSupervisor', 'Elixir.DynamicSupervisor'};
+initial_call_kind({Impl, init, 1}) when is_atom(Impl), Impl =/= supervisor, Impl =/= supervisor_bridge ->
+    case supervisor_implementation(Impl) of
+        true -> {supervisor, Impl, Impl};
+        false -> other
+    end;
+initial_call_kind(_) ->
+    other.
+
+%% A gen_server callback module that exports the supervisor API: a fork of
+%% OTP's supervisor. Exports are read from the loaded module (no message, no
+%% loading: a module a process runs is loaded).
+supervisor_implementation(Mod) ->
+    erlang:module_loaded(Mod)
+        andalso erlang:function_exported(Mod, init, 1)
+        andalso erlang:function_exported(Mod, handle_call, 3)
+        andalso lists:all(fun({F, A}) -> erlang:function_exported(Mod, F, A) end, ?SUPERVISOR_API).
 
 %% Elixir's DynamicSupervisor records {supervisor, Mod, 1} too (for observer);
 %% its callback module declares the DynamicSupervisor behaviour. Reading a
@@ -69,6 +127,150 @@ module_kind(Mod) ->
             end;
         false -> supervisor
     end.
+
+%% @doc Whether the supervisor Pid handles Request: its behaviour module
+%% exports the API function that sends it. A request no API function sends
+%% is never sent.
+-spec handles(pid(), term()) -> boolean().
+handles(Pid, Request) ->
+    case {identify(Pid), api_function(Request)} of
+        {{_, _, Impl}, {F, A}} -> erlang:function_exported(Impl, F, A);
+        _ -> false
+    end.
+
+api_function(which_children) -> {which_children, 1};
+api_function(count_children) -> {count_children, 1};
+api_function({start_child, _}) -> {start_child, 2};
+api_function({terminate_child, _}) -> {terminate_child, 2};
+api_function({restart_child, _}) -> {restart_child, 2};
+api_function({delete_child, _}) -> {delete_child, 2};
+api_function({get_childspec, _}) -> {get_childspec, 2};
+api_function(_) -> undefined.
+
+%% ------------------------------------------------------------------ state layouts
+
+%% @doc The supervisor state State (from sys:get_state) read through the
+%% layout it has (see the module doc): {ok, #{kind, layout, strategy,
+%% intensity, period, restarts, auto_shutdown, callback, children}} where
+%% children is [{Id, Pid, Restart}] in start order (dynamic children: Id
+%% undefined, in pid order), or {error, {unsupported_state, What}}.
+-spec parse_state(term()) -> {ok, map()} | {error, {unsupported_state, map()}}.
+parse_state(#{'__struct__' := 'Elixir.DynamicSupervisor', strategy := Strategy, max_restarts := I,
+              max_seconds := P, mod := Mod} = S) ->
+    Children = case maps:get(children, S, #{}) of
+                   Cs when is_map(Cs) ->
+                       [{undefined, Pid, restart_of_spec(Spec)} || {Pid, Spec} <- lists:sort(maps:to_list(Cs))];
+                   _ -> []
+               end,
+    {ok, #{kind => dynamic, layout => dynamic_supervisor, strategy => Strategy, intensity => I, period => P,
+           restarts => maps:get(restarts, S, []), auto_shutdown => never, callback => Mod,
+           max_children => maps:get(max_children, S, infinity), children => Children}};
+parse_state(State) ->
+    case layout(State) of
+        {ok, Layout, At} ->
+            Get = fun(Field) -> element(maps:get(Field, At), State) end,
+            Strategy = Get(strategy),
+            {ok, #{kind => supervisor, layout => Layout, strategy => Strategy,
+                   intensity => Get(intensity), period => Get(period), restarts => Get(restarts),
+                   auto_shutdown => case maps:find(auto_shutdown, At) of
+                                        {ok, N} -> element(N, State);
+                                        error -> never
+                                    end,
+                   callback => Get(module),
+                   children => state_children(Strategy, Get(children), Get(dynamics))}};
+        error ->
+            {error, {unsupported_state, seen(State)}}
+    end.
+
+%% {ok, LayoutName, FieldPositions} for a supervisor state record whose size
+%% and field shapes match a known layout, or error.
+layout(S) when is_tuple(S), element(1, S) =:= state ->
+    Common = #{strategy => 3, children => 4, dynamics => 5, intensity => 6, period => 7, restarts => 8},
+    {Name, At} = case tuple_size(S) of
+                     11 -> {state11, Common#{dynamic_restarts => 9, module => 10}};
+                     12 -> {state12, Common#{dynamic_restarts => 9, auto_shutdown => 10, module => 11}};
+                     16 -> {state16, Common#{nrestarts => 9, dynamic_restarts => 10, auto_shutdown => 11,
+                                             hibernating => 13, tag => 14, module => 15}};
+                     _ -> {undefined, #{}}
+                 end,
+    case Name =/= undefined andalso shaped(S, At) of
+        true -> {ok, Name, At};
+        false -> error
+    end;
+layout(_) ->
+    error.
+
+shaped(S, At) ->
+    lists:all(fun({Field, N}) -> field_shape(Field, element(N, S)) end, maps:to_list(At)).
+
+field_shape(strategy, V) -> is_atom(V);
+field_shape(children, {Ids, Db}) -> is_list(Ids) andalso is_map(Db);
+field_shape(children, _) -> false;
+field_shape(intensity, V) -> is_integer(V) andalso V >= 0;
+field_shape(period, V) -> is_integer(V) andalso V > 0;
+field_shape(restarts, V) -> is_list(V);
+field_shape(nrestarts, V) -> is_integer(V);
+field_shape(dynamic_restarts, V) -> is_integer(V);
+field_shape(auto_shutdown, V) -> is_atom(V);
+field_shape(hibernating, V) -> is_boolean(V);
+field_shape(tag, V) -> is_reference(V);
+field_shape(module, V) -> is_atom(V);
+field_shape(_, _) -> true.
+
+%% [{Id, Pid, Restart}] in start order (Ids are kept newest first); for
+%% simple_one_for_one, its running children in pid order with the template's
+%% restart type.
+state_children(simple_one_for_one, {_Ids, Db}, Dynamics) ->
+    Restart = case maps:values(Db) of
+                  [Child] -> child_restart(Child);
+                  _ -> undefined
+              end,
+    [{undefined, Pid, Restart} || Pid <- lists:sort(dynamic_pids(Dynamics))];
+state_children(_Strategy, {Ids, Db}, _Dynamics) ->
+    [{Id, element(2, C), child_restart(C)}
+     || Id <- lists:reverse(Ids), {ok, C} <- [maps:find(Id, Db)], is_child(C)].
+
+is_child(C) -> is_tuple(C) andalso element(1, C) =:= child andalso tuple_size(C) >= 8.
+
+child_restart(C) ->
+    case is_child(C) of
+        true -> element(5, C);
+        false -> undefined
+    end.
+
+dynamic_pids({maps, M}) when is_map(M) -> maps:keys(M);
+dynamic_pids({mapsets, M}) when is_map(M) -> maps:keys(M);
+dynamic_pids({sets, S}) -> try sets:to_list(S) catch error:_ -> [] end;
+dynamic_pids(_) -> [].
+
+restart_of_spec(Spec) when is_tuple(Spec), tuple_size(Spec) >= 2 -> element(2, Spec);
+restart_of_spec(_) -> undefined.
+
+%% What a state that matches no known layout looks like, for the error: its
+%% type, size and the type of each of its first 20 fields (no values).
+seen(S) when is_tuple(S) ->
+    #{type => tuple, size => tuple_size(S),
+      tag => case tuple_size(S) > 0 andalso is_atom(element(1, S)) of
+                 true -> element(1, S);
+                 false -> undefined
+             end,
+      fields => [type_of(F) || F <- lists:sublist(tuple_to_list(S), 20)]};
+seen(S) when is_map(S) ->
+    #{type => map, size => map_size(S), struct => maps:get('__struct__', S, undefined)};
+seen(S) ->
+    #{type => type_of(S)}.
+
+type_of(V) when is_atom(V) -> atom;
+type_of(V) when is_integer(V) -> integer;
+type_of(V) when is_float(V) -> float;
+type_of(V) when is_list(V) -> list;
+type_of(V) when is_tuple(V) -> tuple;
+type_of(V) when is_map(V) -> map;
+type_of(V) when is_pid(V) -> pid;
+type_of(V) when is_reference(V) -> reference;
+type_of(V) when is_binary(V) -> binary;
+type_of(V) when is_function(V) -> function;
+type_of(_) -> other.
 
 %% The supervisor a request names: {ok, Pid, Kind, Module} or an error.
 sup(Target) ->
@@ -126,7 +328,7 @@ resolve(_) -> undefined.
 
 %% ------------------------------------------------------------------ list
 
-%% @doc Every supervisor of the node (OTP and Elixir dynamic ones), at most
+%% @doc Every supervisor of the node (OTP's, Elixir dynamic ones, forks), at most
 %% Limit (1..1000), optionally only those whose registered name contains Name.
 %% Cost: process_info(initial_call, trap_exit) per process, plus a dictionary
 %% copy for the proc_lib processes that trap exits. Sends no message.
@@ -135,13 +337,13 @@ list_supervisors(Limit0, NameFilter) ->
     Limit = max(1, min(Limit0, ?MAX_LIMIT)),
     {Rows, Total} = lists:foldl(
         fun(Pid, {Acc, N}) ->
-            case kind(Pid) of
-                {Kind, Mod} ->
+            case identify(Pid) of
+                {Kind, Mod, Impl} ->
                     Name = name_of(Pid),
                     case matches(Name, NameFilter) of
                         false -> {Acc, N};
                         true when N < Limit ->
-                            {[#{pid => Pid, name => Name, kind => Kind, module => Mod,
+                            {[#{pid => Pid, name => Name, kind => Kind, module => Mod, behaviour => Impl,
                                 application => application_of(Pid), parent => parent_of(Pid)} | Acc],
                              N + 1};
                         true -> {Acc, N + 1}
@@ -157,35 +359,42 @@ matches(Name, Pattern) -> binary:match(atom_to_binary(Name, utf8), Pattern) =/= 
 
 %% ------------------------------------------------------------------ flags
 
-%% @doc Strategy, intensity, period, auto_shutdown and child count of a
-%% supervisor, from its state (sys:get_state with Timeout ms).
+%% @doc Strategy, intensity, period, auto_shutdown and callback module of a
+%% supervisor, from its state (sys:get_state with Timeout ms) read through
+%% its layout (parse_state/1).
 -spec flags(binary(), timeout()) -> map() | {error, term()}.
 flags(Target, Timeout) ->
     case sup(Target) of
-        {ok, Pid, Kind, Mod} ->
-            case state(Pid, Timeout) of
-                {ok, State} ->
-                    case parse_flags(State) of
-                        {ok, Flags} ->
-                            Flags#{pid => Pid, name => name_of(Pid), kind => state_kind(State, Kind),
-                                   module => Mod,
-                                   suspended => suspended(Pid, Timeout)};
-                        Error -> Error
-                    end;
+        {ok, Pid, _Kind, _Mod} ->
+            case parsed_state(Pid, Timeout) of
+                {ok, #{kind := Kind, callback := Callback, layout := Layout} = Parsed} ->
+                    Flags = maps:with([strategy, intensity, period, auto_shutdown, max_children], Parsed),
+                    Flags#{pid => Pid, name => name_of(Pid), kind => Kind, module => Callback,
+                           callback => Callback, behaviour => behaviour_of(Pid), layout => Layout,
+                           suspended => suspended(Pid, Timeout)};
                 Error -> Error
             end;
         Error -> Error
     end.
 
-state_kind(#{'__struct__' := 'Elixir.DynamicSupervisor'}, _) -> dynamic;
-state_kind({state, _, _, _, _, _, _, _, _, _, _, _}, _) -> supervisor;
-state_kind(_, Kind) -> Kind.
+behaviour_of(Pid) ->
+    case identify(Pid) of
+        {_, _, Impl} -> Impl;
+        _ -> undefined
+    end.
 
 state(Pid, Timeout) ->
     try {ok, sys:get_state(Pid, Timeout)}
     catch exit:{timeout, _} -> {error, timeout};
           exit:{noproc, _} -> {error, dead};
           exit:{Reason, _} -> {error, {no_state, Reason}}
+    end.
+
+%% The state, read through its layout: {ok, parse_state/1's map} or an error.
+parsed_state(Pid, Timeout) ->
+    case state(Pid, Timeout) of
+        {ok, State} -> parse_state(State);
+        Error -> Error
     end.
 
 %% Whether the supervisor is suspended (sys:suspend): its sys status says so.
@@ -196,55 +405,32 @@ suspended(Pid, Timeout) ->
     catch exit:_ -> false
     end.
 
-parse_flags({state, _Name, Strategy, {Ids, _Db}, _Dyn, Intensity, Period, _Restarts,
-                         _DynRestarts, AutoShutdown, Module, _Args})
-  when is_atom(Strategy), is_list(Ids), is_integer(Intensity), is_integer(Period) ->
-    {ok, #{strategy => Strategy, intensity => Intensity, period => Period,
-           auto_shutdown => AutoShutdown, callback => Module}};
-parse_flags(#{'__struct__' := 'Elixir.DynamicSupervisor', strategy := Strategy,
-                       max_restarts := Intensity, max_seconds := Period, mod := Mod} = State) ->
-    {ok, #{strategy => Strategy, intensity => Intensity, period => Period,
-           auto_shutdown => never, callback => Mod,
-           max_children => maps:get(max_children, State, infinity)}};
-parse_flags(_) ->
-    {error, unsupported_state}.
-
-%% Restart type of each child, by id (OTP) or pid (dynamic / simple_one_for_one).
-restart_types({state, _, simple_one_for_one, {_, Db}, _, _, _, _, _, _, _, _}) when is_map(Db) ->
-    case maps:values(Db) of
-        [Child] when element(1, Child) =:= child, tuple_size(Child) =:= 9 ->
-            fun(_Id, _Pid) -> element(5, Child) end;
-        _ -> fun(_, _) -> undefined end
-    end;
-restart_types({state, _, _, {_, Db}, _, _, _, _, _, _, _, _}) when is_map(Db) ->
-    fun(Id, _Pid) ->
-        case maps:find(Id, Db) of
-            {ok, Child} when element(1, Child) =:= child, tuple_size(Child) =:= 9 -> element(5, Child);
-            _ -> undefined
-        end
-    end;
-restart_types(#{'__struct__' := 'Elixir.DynamicSupervisor', children := Children}) when is_map(Children) ->
-    fun(_Id, Pid) ->
-        case maps:find(Pid, Children) of
-            {ok, Spec} when is_tuple(Spec), tuple_size(Spec) >= 2 -> element(2, Spec);
-            _ -> undefined
-        end
-    end;
-restart_types(_) ->
-    fun(_, _) -> undefined end.
+%% Restart type of each child, by id (OTP) or pid (dynamic / simple_one_for_one),
+%% from the parsed state.
+restart_types(#{children := Children}) ->
+    ById = maps:from_list([{Id, R} || {Id, _, R} <- Children, Id =/= undefined]),
+    ByPid = maps:from_list([{P, R} || {_, P, R} <- Children, is_pid(P)]),
+    fun(Id, Pid) ->
+            case maps:find(Pid, ByPid) of
+                {ok, R} -> R;
+                error -> maps:get(Id, ById, undefined)
+            end
+    end.
 
 %% ------------------------------------------------------------------ children
 
 %% @doc The children of a supervisor (at most Limit), in its order, each with
 %% id, pid (or restarting/undefined), type, restart type and modules.
-%% Cost: supervisor:which_children (copies every child) and sys:get_state.
+%% Cost: supervisor:which_children (copies every child) and sys:get_state
+%% (restart types; for a state of a layout not known, get_childspec for at most
+%% ?MAX_SPEC_CALLS children, when the supervisor's module has it).
 -spec which_children(binary(), pos_integer(), timeout()) -> map() | {error, term()}.
 which_children(Target, Limit0, Timeout) ->
     Limit = max(1, min(Limit0, ?MAX_LIMIT)),
     case sup(Target) of
         {ok, Pid, _Kind, _Mod} ->
             case children(Pid, Timeout) of
-                {ok, Children, Restart} ->
+                {ok, Children, Restart, _Parsed} ->
                     Rows = [child_row(C, Restart) || C <- lists:sublist(Children, Limit)],
                     #{pid => Pid, name => name_of(Pid), total => length(Children), children => Rows};
                 Error -> Error
@@ -252,18 +438,48 @@ which_children(Target, Limit0, Timeout) ->
         Error -> Error
     end.
 
+%% {ok, Children, RestartOf, ParsedState} or an error: which_children, and
+%% the restart types from the state (its layout known) or from get_childspec.
 children(Pid, Timeout) ->
-    try gen_server:call(Pid, which_children, Timeout) of
-        Children when is_list(Children) ->
-            Restart = case state(Pid, Timeout) of
-                          {ok, State} -> restart_types(State);
-                          _ -> fun(_, _) -> undefined end
+    case gen_call(Pid, which_children, Timeout) of
+        {ok, Children} when is_list(Children) ->
+            Parsed = parsed_state(Pid, Timeout),
+            Restart = case Parsed of
+                          {ok, P} -> restart_types(P);
+                          _ -> spec_restarts(Pid, Children, Timeout)
                       end,
-            {ok, Children, Restart}
-    catch exit:{timeout, _} -> {error, timeout};
-          exit:{noproc, _} -> {error, dead};
-          exit:{Reason, _} -> {error, {no_children, Reason}}
+            {ok, Children, Restart, Parsed};
+        {ok, Other} -> {error, {no_children, bad_reply(Other)}};
+        {error, {call_failed, Reason}} -> {error, {no_children, Reason}};
+        Error -> Error
     end.
+
+%% Restart types by get_childspec (a public request), for a supervisor whose
+%% state layout is not known: at most ?MAX_SPEC_CALLS calls, none when its
+%% module does not have get_childspec/2.
+spec_restarts(Pid, Children, Timeout) ->
+    Keys = [case Id of undefined -> Child; _ -> Id end
+            || {Id, Child, _, _} <- lists:sublist(Children, ?MAX_SPEC_CALLS)],
+    Found = case handles(Pid, {get_childspec, undefined}) of
+                true -> lists:foldl(fun(Key, Acc) -> spec_restart(Pid, Key, Timeout, Acc) end, #{}, Keys);
+                false -> #{}
+            end,
+    fun(Id, Child) ->
+            case maps:find(Id, Found) of
+                {ok, R} when Id =/= undefined -> R;
+                _ -> maps:get(Child, Found, undefined)
+            end
+    end.
+
+spec_restart(_Pid, undefined, _Timeout, Acc) -> Acc;
+spec_restart(Pid, Key, Timeout, Acc) ->
+    case gen_call(Pid, {get_childspec, Key}, Timeout) of
+        {ok, {ok, #{restart := R}}} -> Acc#{Key => R};
+        {ok, {ok, Spec}} when is_tuple(Spec), tuple_size(Spec) >= 3 -> Acc#{Key => element(3, Spec)};
+        _ -> Acc
+    end.
+
+bad_reply(Term) -> bound_term(Term).
 
 child_row({Id, Child, Type, Modules}, Restart) ->
     #{id => Id, pid => Child, type => Type, restart => Restart(Id, Child),
@@ -316,24 +532,29 @@ walk(_, _Depth, _MaxDepth, MaxNodes, _Timeout, Count, _Cut) when Count >= MaxNod
 walk([{Pid, Id, Type0, Restart} | Rest], Depth, MaxDepth, MaxNodes, Timeout, Count, Cut0) ->
     Base = #{pid => Pid, id => Id, restart => Restart,
              name => case is_pid(Pid) of true -> name_of(Pid); false -> undefined end},
-    Kind = case is_pid(Pid) of true -> kind(Pid); false -> other end,
+    Kind = case is_pid(Pid) of true -> identify(Pid); false -> other end,
     {Node, Count1, Cut1} =
         case Kind of
-            {SupKind, Mod} ->
-                Info0 = Base#{type => supervisor, kind => SupKind, module => Mod,
+            {SupKind, Mod, Impl} ->
+                Info0 = Base#{type => supervisor, kind => SupKind, module => Mod, behaviour => Impl,
                               application => application_of(Pid)},
                 case Depth >= MaxDepth of
                     true ->
                         {Info0#{children => [], truncated => true}, Count + 1, true};
                     false ->
                         case children(Pid, Timeout) of
-                            {ok, Children, RestartOf} ->
-                                Strategy = strategy(Pid, Timeout),
+                            {ok, Children, RestartOf, Parsed} ->
+                                Info1 = case Parsed of
+                                            {ok, #{strategy := S, callback := Callback}} ->
+                                                Info0#{strategy => S, module => Callback};
+                                            {error, StateError} ->
+                                                Info0#{strategy => undefined, state_error => StateError}
+                                        end,
                                 Items = [{C, CId, T, RestartOf(CId, C)} || {CId, C, T, _} <- Children],
                                 {Sub, Count2, Cut2} =
                                     walk(Items, Depth + 1, MaxDepth, MaxNodes, Timeout, Count + 1, false),
-                                {Info0#{strategy => Strategy, children => Sub,
-                                        truncated => length(Sub) < length(Items)}, Count2, Cut2};
+                                {Info1#{children => Sub, truncated => length(Sub) < length(Items)},
+                                 Count2, Cut2};
                             {error, Reason} ->
                                 {Info0#{children => [], error => Reason, truncated => false},
                                  Count + 1, false}
@@ -347,17 +568,17 @@ walk([{Pid, Id, Type0, Restart} | Rest], Depth, MaxDepth, MaxNodes, Timeout, Cou
     {[Node | Others], Count3, Cut0 orelse Cut1 orelse Cut3}.
 
 strategy(Pid, Timeout) ->
-    case state(Pid, Timeout) of
-        {ok, {state, _, Strategy, _, _, _, _, _, _, _, _, _}} when is_atom(Strategy) -> Strategy;
-        {ok, #{'__struct__' := 'Elixir.DynamicSupervisor', strategy := Strategy}} -> Strategy;
+    case parsed_state(Pid, Timeout) of
+        {ok, #{strategy := Strategy}} -> Strategy;
         _ -> undefined
     end.
 
 %% The strategy, or dynamic for a DynamicSupervisor (its children have no ids).
 strategy_or_dynamic(Pid, Timeout) ->
-    case state(Pid, Timeout) of
-        {ok, #{'__struct__' := 'Elixir.DynamicSupervisor'}} -> dynamic;
-        _ -> strategy(Pid, Timeout)
+    case parsed_state(Pid, Timeout) of
+        {ok, #{kind := dynamic}} -> dynamic;
+        {ok, #{strategy := Strategy}} -> Strategy;
+        _ -> undefined
     end.
 
 %% ------------------------------------------------------------------ operating on children
@@ -402,12 +623,26 @@ id_matches(Id, Text) when is_list(Id) ->
     try unicode:characters_to_binary(Id) =:= Text catch _:_ -> false end;
 id_matches(_, _) -> false.
 
+%% A call to a supervisor, only with a request its behaviour module has an
+%% API function for (a fork may predate some requests: it would crash on them).
 gen_call(Pid, Request, Timeout) ->
-    try {ok, gen_server:call(Pid, Request, Timeout)}
-    catch exit:{timeout, _} -> {error, timeout};
-          exit:{noproc, _} -> {error, dead};
-          exit:{Reason, _} -> {error, {call_failed, Reason}}
+    case handles(Pid, Request) of
+        true ->
+            try {ok, gen_server:call(Pid, Request, Timeout)}
+            catch exit:{timeout, _} -> {error, timeout};
+                  exit:{noproc, _} -> {error, dead};
+                  exit:{Reason, _} -> {error, {call_failed, Reason}}
+            end;
+        false ->
+            case identify(Pid) of
+                {_, _, Impl} -> {error, {unsupported_request, Impl, request_name(Request)}};
+                dead -> {error, dead};
+                other -> {error, {not_supervisor, describe_process(Pid)}}
+            end
     end.
+
+request_name(Request) when is_atom(Request) -> Request;
+request_name(Request) when is_tuple(Request) -> element(1, Request).
 
 %% @doc restart_child, terminate_child or delete_child (binaries) of the child
 %% ChildRef names, as the supervisor module's own API does it. For a
@@ -608,34 +843,42 @@ set_strategy(Target, StrategyBin, Timeout) ->
         {_, {ok, _, dynamic, _}} -> {error, {unsupported_strategy_change, dynamic}};
         {{ok, New}, {ok, Pid, _, _}} ->
             case state(Pid, Timeout) of
-                {ok, #{'__struct__' := 'Elixir.DynamicSupervisor'}} ->
-                    {error, {unsupported_strategy_change, dynamic}};
-                {ok, {state, _, simple_one_for_one, _, _, _, _, _, _, _, _, _}} ->
-                    {error, {unsupported_strategy_change, simple_one_for_one}};
-                {ok, {state, _, Old, _, _, _, _, _, _, _, _, _}} ->
-                    case lists:member(Old, ?STRATEGIES) of
-                        false -> {error, unsupported_state};
-                        true -> replace_strategy(Pid, Old, New, Timeout)
+                {ok, State} ->
+                    case {parse_state(State), layout(State)} of
+                        {{ok, #{kind := dynamic}}, _} ->
+                            {error, {unsupported_strategy_change, dynamic}};
+                        {{ok, #{strategy := simple_one_for_one}}, _} ->
+                            {error, {unsupported_strategy_change, simple_one_for_one}};
+                        {{ok, #{strategy := Old}}, {ok, Layout, #{strategy := At}}} ->
+                            case lists:member(Old, ?STRATEGIES) of
+                                false -> {error, {unsupported_state, #{strategy => Old}}};
+                                true -> replace_strategy(Pid, Layout, At, Old, New, Timeout)
+                            end;
+                        {{error, _} = Error, _} -> Error
                     end;
-                {ok, _} -> {error, unsupported_state};
                 Error -> Error
             end
     end.
 
-replace_strategy(Pid, Old, New, Timeout) ->
-    Fun = fun({state, _, Current, _, _, _, _, _, _, _, _, _} = S) when Current =:= Old ->
-                  setelement(3, S, New)
+%% The replacing fun runs inside the supervisor: it changes the strategy field
+%% only if the state still has the layout read before and the old strategy;
+%% otherwise it fails and sys leaves the state as it was.
+replace_strategy(Pid, Layout, At, Old, New, Timeout) ->
+    Fun = fun(S) ->
+                  {ok, Layout, #{strategy := At}} = layout(S),
+                  Old = element(At, S),
+                  setelement(At, S, New)
           end,
     try sys:replace_state(Pid, Fun, Timeout) of
-        {state, _, New, _, _, _, _, _, _, _, _, _} ->
+        Replaced when is_tuple(Replaced), tuple_size(Replaced) >= At, element(At, Replaced) =:= New ->
             case strategy(Pid, Timeout) of
-                New -> #{pid => Pid, name => name_of(Pid), old => Old, new => New};
+                New -> #{pid => Pid, name => name_of(Pid), old => Old, new => New, layout => Layout};
                 Other -> {error, {not_applied, Other}}
             end;
         _ -> {error, {not_applied, Old}}
     catch exit:{timeout, _} -> {error, timeout};
           exit:{noproc, _} -> {error, dead};
-          exit:{{callback_failed, _, _}, _} -> {error, {conflict, changed_meanwhile}};
+          error:{callback_failed, _, _} -> {error, {conflict, changed_meanwhile}};
           exit:{Reason, _} -> {error, {not_applied, Reason}}
     end.
 

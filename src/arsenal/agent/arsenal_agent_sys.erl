@@ -463,21 +463,26 @@ sum_ratio(Pairs) ->
 %% (not proc_lib-started, no links, no registered name, not one of the
 %% runtime's erts_* helpers), and two supervision anti-patterns: OTP processes
 %% that no supervisor supervises (started from a shell or with start/0), and
-%% supervisors with more than 10 000 children.
+%% supervisors with more than 10 000 children. Supervisors are told by
+%% arsenal_agent_sup:initial_call_kind/1 (OTP's, Elixir's and forks of OTP's
+%% supervisor). A process linked to a supervised process, or to one so
+%% linked (an acceptor pool's helpers, linked to their supervised parent), is
+%% part of the supervision tree: it dies with it, and is not reported.
 %%
 %% Opts: queue_threshold, memory_threshold (bytes), limit.
 %%
 %% Cost: one process_info/2 of six cheap items per process (links are copied:
 %% a supervisor's link list is as long as its children); the dictionary is
-%% read only for proc_lib processes with two links or more (supervisor
+%% read only for proc_lib processes that trap exits and have links (supervisor
 %% candidates) and for at most 10 000 proc_lib processes no supervisor links
-%% to. Like recon's scans, in one pass with bounded top-N sets.
+%% to; the links of those are followed to supervised processes (at most 20
+%% rounds over them). Like recon's scans, in one pass with bounded top-N sets.
 -spec health(map()) -> map().
 health(Opts) ->
     QueueMin = maps:get(queue_threshold, Opts, 1000),
     MemoryMin = maps:get(memory_threshold, Opts, 50000000),
     Limit = clamp(maps:get(limit, Opts, 10)),
-    Items = [memory, message_queue_len, initial_call, links, registered_name, group_leader],
+    Items = [memory, message_queue_len, initial_call, links, registered_name, group_leader, trap_exit],
     Init = #{count => 0, proc_lib => 0, orphans => 0, orphan_sample => [],
              hogs => [], queues => [], queue_count => 0, hog_count => 0, total_memory => 0,
              supervisors => 0, big_supervisors => [], children => #{}, otp => []},
@@ -531,7 +536,7 @@ health_add(P, I, QueueMin, MemoryMin, Limit, A) ->
             total_memory := maps:get(total_memory, A) + Mem,
             proc_lib := maps:get(proc_lib, A) + bool(ProcLib)},
     A1 = case ProcLib of
-             true -> supervision_add(P, Links, Row, A0);
+             true -> supervision_add(P, Links, Row, maps:get(trap_exit, I), A0);
              false -> A0
          end,
     A2 = case Orphan of
@@ -555,10 +560,11 @@ health_add(P, I, QueueMin, MemoryMin, Limit, A) ->
         false -> A3
     end.
 
-%% A proc_lib process with two links or more may be a supervisor (its parent
-%% and its children): its '$initial_call' says so. A supervisor's links other
-%% than its parent are the processes it supervises.
-supervision_add(P, Links, Row, A) when length(Links) >= 2 ->
+%% A proc_lib process that traps exits and has links may be a supervisor (a
+%% supervisor started outside any tree may have no parent link): its
+%% '$initial_call' says so. A supervisor's links other than its parent are
+%% the processes it supervises.
+supervision_add(P, Links, Row, true, A) when Links =/= [] ->
     case dictionary(P) of
         {supervisor, Dict} ->
             Parent = parent(Dict),
@@ -571,17 +577,24 @@ supervision_add(P, Links, Row, A) when length(Links) >= 2 ->
                 false -> A1
             end;
         _ ->
-            A#{otp := [P | maps:get(otp, A)]}
+            A#{otp := [{P, Links} | maps:get(otp, A)]}
     end;
-supervision_add(P, _Links, _Row, A) ->
-    A#{otp := [P | maps:get(otp, A)]}.
+supervision_add(P, Links, _Row, _TrapExit, A) ->
+    A#{otp := [{P, Links} | maps:get(otp, A)]}.
 
+%% A supervisor (OTP's, Elixir's, a fork) or a supervisor_bridge, from
+%% proc_lib's '$initial_call' (of a process that traps exits, as every one does).
 dictionary(P) ->
     case erlang:process_info(P, dictionary) of
         {dictionary, Dict} ->
             case lists:keyfind('$initial_call', 1, Dict) of
-                {_, {Kind, _, _}} when Kind =:= supervisor; Kind =:= supervisor_bridge -> {supervisor, Dict};
-                _ -> other
+                {_, {supervisor_bridge, _, _}} -> {supervisor, Dict};
+                {_, Call} ->
+                    case arsenal_agent_sup:initial_call_kind(Call) of
+                        {_, _, _} -> {supervisor, Dict};
+                        other -> other
+                    end;
+                false -> other
             end;
         undefined -> other
     end.
@@ -594,20 +607,37 @@ parent(Dict) ->
     end.
 
 %% OTP processes (proc_lib-started, not supervisors) that no supervisor links
-%% to, leaving out application masters and the kernel application's own
-%% (logger...): at most 10 000 are looked at.
-unsupervised(OtpPids, Children, Limit) ->
-    Candidates = lists:sublist([P || P <- OtpPids, not maps:is_key(P, Children)], 10000),
-    {Found, _Cache} = lists:foldl(fun(P, {Acc, Cache}) ->
+%% to and that are not linked to a process in a supervision tree (a supervised
+%% one, or one linked to such, followed for at most 20 rounds), leaving out
+%% application masters and the kernel application's own (logger...): at most
+%% 10 000 are looked at.
+unsupervised(OtpProcs, Children, Limit) ->
+    Candidates = lists:sublist([PL || {P, _} = PL <- OtpProcs, not maps:is_key(P, Children)], 10000),
+    Linked = in_tree(Candidates, Children, 20),
+    {Found, _Cache} = lists:foldl(fun({P, _}, {Acc, Cache}) ->
                                           case system_otp(P, Cache) of
                                               {true, Cache1} -> {Acc, Cache1};
                                               {false, Cache1} -> {[P | Acc], Cache1}
                                           end
-                                  end, {[], #{}}, Candidates),
+                                  end, {[], #{}}, Linked),
     Rows = [#{pid => P, name => registered_name(P), initial_call => initial_call(P, {proc_lib, init_p, 5}),
               memory => memory(P), message_queue_len => queue_len(P)}
             || P <- lists:sublist(Found, Limit)],
     {Rows, length(Found)}.
+
+%% The candidates ({Pid, Links}) left once those linked to a process of the
+%% tree (InTree, a map) are taken out; each round adds the ones taken out to
+%% the tree, so chains of linked helpers are followed.
+in_tree(Candidates, _InTree, 0) ->
+    Candidates;
+in_tree(Candidates, InTree, Rounds) ->
+    {Joined, Rest} = lists:partition(
+                       fun({_, Links}) -> lists:any(fun(L) -> maps:is_key(L, InTree) end, Links) end,
+                       Candidates),
+    case Joined of
+        [] -> Rest;
+        _ -> in_tree(Rest, lists:foldl(fun({P, _}, M) -> M#{P => true} end, InTree, Joined), Rounds - 1)
+    end.
 
 %% Application masters, supervisors, and processes of the kernel application
 %% or running its code (logger starts before kernel's master). Which
@@ -615,17 +645,20 @@ unsupervised(OtpPids, Children, Limit) ->
 system_otp(P, Cache) ->
     case initial_call(P, {proc_lib, init_p, 5}) of
         {application_master, _, _} -> {true, Cache};
-        {supervisor, _, _} -> {true, Cache};
         {supervisor_bridge, _, _} -> {true, Cache};
-        {M, _, _} when is_atom(M) ->
-            case application:get_application(P) of
-                {ok, kernel} -> {true, Cache};
-                _ ->
-                    case maps:find(M, Cache) of
-                        {ok, Kernel} -> {Kernel, Cache};
-                        error ->
-                            Kernel = application:get_application(M) =:= {ok, kernel},
-                            {Kernel, Cache#{M => Kernel}}
+        {M, _, _} = Call when is_atom(M) ->
+            case arsenal_agent_sup:initial_call_kind(Call) of
+                {_, _, _} -> {true, Cache};
+                other ->
+                    case application:get_application(P) of
+                        {ok, kernel} -> {true, Cache};
+                        _ ->
+                            case maps:find(M, Cache) of
+                                {ok, Kernel} -> {Kernel, Cache};
+                                error ->
+                                    Kernel = application:get_application(M) =:= {ok, kernel},
+                                    {Kernel, Cache#{M => Kernel}}
+                            end
                     end
             end;
         _ -> {false, Cache}

@@ -149,14 +149,18 @@ class TraceMessageFlow(Operation[FlowParams, MessageFlow]):
         "1000), the window (2 s, at most 30 s), rate events per rate_interval (1000/s; a trip ends it), "
         "10 000 messages waiting in the collector. Nothing else is traced. The node's seq_trace system "
         "tracer is held for the window and set back to none at every ending (a limit, Arsenal going "
-        "away or giving up on the call)."
+        "away or giving up on the call); before that, seq_trace:reset_trace/0 empties every token on "
+        "the node: the VM walks its processes with the schedulers stopped, about 0.1 ms per 1 000 "
+        "processes (0.1 s at a million)."
     )
     risk = (
         "Write: the receiver acts on the message as its code decides (as with send_message). The token "
         "travels with everything the message causes, also into system processes (io, logger...): "
-        "max_events bounds what is recorded. Processes keep a spent token until their next untraced "
-        "message; it makes no events and costs a few words per message. Refused (conflict) while another "
-        "tool holds the seq_trace system tracer. Atoms in the message must already exist on the node."
+        "max_events bounds what is recorded. When the flow ends, no process and no queued message of "
+        "the node keeps a token, even one that never receives another message (tokens that reached "
+        "other nodes stay there). Refused (conflict) while another tool holds the seq_trace system "
+        "tracer, so no one else's sequential trace is being collected when the tokens are emptied. "
+        "Atoms in the message must already exist on the node."
     )
     severity = Severity.write
     params = FlowParams

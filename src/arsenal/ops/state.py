@@ -107,13 +107,22 @@ async def capture(node: Node, pid: str, timeout: float, *, doing: str) -> Captur
     return Captured(raw[1], node)  # type: ignore[index]
 
 
+def not_sys_process(pid: str, node: Node, doing: str) -> OperationError:
+    """The error for an agent's ``{error, not_sys_process}``: the process would never answer a system
+    message, so the agent sent it none."""
+    return OperationError(
+        ErrorCode.validation_error,
+        f"{pid} on {node.name} is not a sys process (not :sys-compliant): it runs no OTP behaviour loop "
+        "(gen_server, gen_statem, gen_event, supervisor) and does not implement the sys callbacks, so it "
+        f"would never answer a system message, and Arsenal sent it none; {doing} it is not possible "
+        "(get_process_info shows what it runs)",
+        {"reason": "not_sys_process"},
+    )
+
+
 def _state_error(reason: Term, pid: str, node: Node, doing: str) -> OperationError:
-    if reason == Atom("not_sys"):
-        return OperationError(
-            ErrorCode.validation_error,
-            f"{pid} is not :sys-compliant (not started by proc_lib and in no gen loop), so it has no state "
-            f"Arsenal can read or replace; {doing} it is not possible",
-        )
+    if reason == Atom("not_sys_process"):
+        return not_sys_process(pid, node, doing)
     if reason == Atom("gone"):
         return OperationError(ErrorCode.not_found, f"{pid} is not alive on {node.name}")
     if reason == Atom("timeout"):

@@ -2,11 +2,17 @@
 
 The work runs in the agent module ``arsenal_agent_sup``. A supervisor is named
 like any process (pid text or registered name). Whether a process is a
-supervisor is decided from its dictionary (proc_lib's ``$initial_call``), without
-sending it a message, so naming a plain process never blocks: it is an error of
-its own (``validation_error``, "not a supervisor"). Calls into a supervisor
-(``which_children``, ``sys:get_state``) have a short timeout; a supervisor that
-does not answer (paused, overloaded) is a ``timeout`` error that says so.
+supervisor is decided from its dictionary (proc_lib's ``$initial_call``) and its
+behaviour module's exports, without sending it a message: OTP's supervisor,
+Elixir's Supervisor and DynamicSupervisor, and forks of OTP's supervisor under
+another name (a ``supervisor2``), which answer the same protocol. Naming a plain
+process never blocks: it is an error of its own (``validation_error``, "not a
+supervisor"). Calls into a supervisor (``which_children``, ``sys:get_state``)
+have a short timeout; a supervisor that does not answer (paused, overloaded) is
+a ``timeout`` error that says so. Strategy and flags come from the supervisor's
+state record, whose layout differs between OTP releases (11, 12 or 16 fields):
+the agent tells them apart by shape and refuses one it does not know, saying
+what it saw.
 
 Pausing (``pause_supervision``) is ``sys:suspend`` of the supervisor: while
 paused it handles system messages only, so children that die are not restarted;
@@ -121,10 +127,19 @@ def _check(raw: Any, name: str, node: Node, child: str | None = None) -> Any:
             "are kept differently); only one_for_one, one_for_all and rest_for_one switch between each other",
         )
     if tag == Atom("unsupported_state"):
+        seen = _seen(reason[1] if isinstance(reason, tuple) and len(reason) > 1 else None)
         raise OperationError(
             ErrorCode.agent_error,
-            f"the state of {name} has a layout Arsenal does not know (another OTP release?); "
-            "sys:get_state shows it raw",
+            f"the state of {name} has a layout Arsenal does not know{seen}: it reads the supervisor "
+            "records of OTP 21 to 29 (11, 12 or 16 fields) and Elixir's DynamicSupervisor; its children "
+            "(which_children) can still be read, and get_genserver_state shows the state raw",
+            {"reason": "unsupported_state"},
+        )
+    if tag == Atom("unsupported_request"):
+        raise OperationError(
+            ErrorCode.conflict,
+            f"{name} runs {reason[1]}, which has no {reason[2]} (its module does not export it); Arsenal "
+            "does not send a supervisor a request it may not handle",
         )
     if tag == Atom("conflict"):
         raise OperationError(ErrorCode.conflict, f"{name} changed meanwhile; read it again and retry")
@@ -132,6 +147,19 @@ def _check(raw: Any, name: str, node: Node, child: str | None = None) -> Any:
         ErrorCode.remote_error,
         f"{name}: the node answered {render(reason, node.language, max_items=20)}",
     )
+
+
+def _seen(info: Any) -> str:
+    """What an unsupported state looked like, as the agent described it (types only, no values)."""
+    if not isinstance(info, dict):
+        return ""
+    kind = info.get(Atom("type"))
+    if kind == Atom("tuple"):
+        fields = ", ".join(str(f) for f in info.get(Atom("fields"), []))
+        return f" (a tuple of {info.get(Atom('size'))} fields tagged {info.get(Atom('tag'))}: {fields})"
+    if kind == Atom("map"):
+        return f" (a map of {info.get(Atom('size'))} keys, struct {info.get(Atom('struct'))})"
+    return f" (a {kind})" if kind is not None else ""
 
 
 def _what(info: Any, language: str) -> str:
@@ -155,6 +183,12 @@ def _atom(value: Any, language: str) -> str | None:
         return None
     # Strategies, restart types and application names: plain words in either language.
     return str(value) if isinstance(value, Atom) else str(plain(value, language))
+
+
+def _module(value: Any, language: str) -> str | None:
+    if value is None or value == Atom("undefined"):
+        return None
+    return render(value, language)
 
 
 def _id(value: Any, language: str) -> Any:
@@ -212,7 +246,15 @@ class SupervisorRow(Result):
     pid: str
     name: str | None
     kind: str = Field(description="supervisor (OTP, Elixir Supervisor) or dynamic (DynamicSupervisor).")
-    module: str = Field(description="The callback module.")
+    module: str = Field(
+        description="The callback module; for a fork of OTP's supervisor, the fork's own module (its "
+        "callback module is in its state: get_supervisor_flags)."
+    )
+    behaviour: str | None = Field(
+        None,
+        description="The module that implements the supervisor: supervisor, Elixir's DynamicSupervisor, "
+        "or a fork such as supervisor2.",
+    )
     application: str | None
     parent: str | None = Field(description="The process that started it (proc_lib's $ancestors).")
 
@@ -232,7 +274,10 @@ class ListSupervisorsParams(Params):
 class ListSupervisors(Operation[ListSupervisorsParams, SupervisorList]):
     name = "list_supervisors"
     category = "supervisors"
-    summary = "Every supervisor of a node (OTP, Elixir Supervisor and DynamicSupervisor), found in the VM."
+    summary = (
+        "Every supervisor of a node (OTP's, Elixir's Supervisor and DynamicSupervisor, forks of OTP's "
+        "supervisor), found in the VM."
+    )
     cost = (
         "One process_info/2 (initial_call, trap_exit) per process, plus a copy of the dictionary of the "
         "proc_lib processes that trap exits: like list_processes, about 0.3 s at 100 000 processes. "
@@ -257,6 +302,7 @@ class ListSupervisors(Operation[ListSupervisorsParams, SupervisorList]):
                 name=name_text(item[Atom("name")], lang),
                 kind=str(item[Atom("kind")]),
                 module=render(item[Atom("module")], lang),
+                behaviour=_module(item.get(Atom("behaviour")), lang),
                 application=_atom(item[Atom("application")], lang),
                 parent=pid_or_none(item[Atom("parent")]),
             )
@@ -279,6 +325,14 @@ class SupervisorFlags(Result):
     auto_shutdown: str = Field(description="never, any_significant or all_significant.")
     paused: bool = Field(description="Suspended (pause_supervision or sys:suspend): no restarts happen.")
     max_children: Any = Field(None, description="DynamicSupervisor only: its max_children.")
+    behaviour: str | None = Field(
+        None, description="The module that implements the supervisor (supervisor, or a fork's module)."
+    )
+    layout: str | None = Field(
+        None,
+        description="The state layout read: state11 (OTP 21-23 and forks of it), state12 (OTP 24-28), "
+        "state16 (OTP 29) or dynamic_supervisor.",
+    )
 
 
 @register
@@ -311,6 +365,8 @@ class GetSupervisorFlags(Operation[SupervisorParams, SupervisorFlags]):
             auto_shutdown=str(raw[Atom("auto_shutdown")]),
             paused=raw[Atom("suspended")] is True,
             max_children=plain(max_children, lang) if max_children is not None else None,
+            behaviour=_module(raw.get(Atom("behaviour")), lang),
+            layout=_atom(raw.get(Atom("layout")), lang),
         )
 
 
@@ -397,6 +453,9 @@ class SupervisionNode(Result):
     restart: str | None
     strategy: str | None = Field(None, description="Supervisors: their restart strategy.")
     module: str | None = Field(None, description="Supervisors: their callback module.")
+    behaviour: str | None = Field(
+        None, description="Supervisors: the module that implements them (supervisor, or a fork's module)."
+    )
     application: str | None = None
     children: list[SupervisionNode] = Field(default_factory=list)
     truncated: bool = Field(False, description="Children left out (depth or node limit).")
@@ -468,6 +527,7 @@ def _tree_node(item: dict[Any, Any], language: str) -> SupervisionNode:
         restart=_atom(item[Atom("restart")], language),
         strategy=_atom(strategy, language),
         module=render(module, language) if module is not None else None,
+        behaviour=_module(item.get(Atom("behaviour")), language),
         application=_atom(item.get(Atom("application")), language),
         children=[_tree_node(child, language) for child in item.get(Atom("children"), [])],
         truncated=item.get(Atom("truncated")) is True,
