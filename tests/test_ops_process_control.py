@@ -114,7 +114,15 @@ async def test_state_messages_and_find(erl, cookie) -> None:
         big = await node.get_genserver_state(pid="demo_big_state")
         assert big.size > 2_000_000 and not big.whole and big.state_json is None
         assert "more bytes)" in big.state and "arsenal_truncated" not in big.state
-        await fails(ErrorCode.timeout, node.get_genserver_state(pid="demo_busy_mailbox", timeout=0.3))
+        # A plain proc_lib loop does not speak sys: refused at once, nothing sent to it.
+        plain = await fails(ErrorCode.validation_error, node.get_genserver_state(pid="demo_busy_mailbox"))
+        assert "is not a sys process" in plain.message
+        # A gen_server that does not get to its messages (suspended): the read times out.
+        await node.suspend_process(pid="demo_worker_3")
+        try:
+            await fails(ErrorCode.timeout, node.get_genserver_state(pid="demo_worker_3", timeout=0.3))
+        finally:
+            await node.resume_process(pid="demo_worker_3")
         started = await node.start_process(module="timer", function="sleep", args=[30_000])
         await fails(ErrorCode.validation_error, node.get_genserver_state(pid=started.pid))
         await fails(ErrorCode.not_found, node.get_genserver_state(pid="no_such_registered_name_x"))
@@ -191,9 +199,9 @@ async def test_kill_suspend_resume_gc_restart(make_node, cookie) -> None:
         await asyncio.sleep(0.01)
         await node.restart_process(pid="demo_worker_3")
         assert await _started_at(node, "demo_worker_3") != before
-        # A plain proc_lib process never answers sys:get_state: a timeout, and no restart.
+        # A plain proc_lib process never answers sys:get_state: refused at once, and no restart.
         await fails(
-            ErrorCode.timeout, node.restart_process(pid="demo_busy_mailbox", keep_state=True, timeout=0.3)
+            ErrorCode.conflict, node.restart_process(pid="demo_busy_mailbox", keep_state=True, timeout=0.3)
         )
         spawned = await node.start_process(module="timer", function="sleep", args=[30_000])
         await fails(ErrorCode.conflict, node.restart_process(pid=spawned.pid))

@@ -622,11 +622,15 @@ limited_processes() ->
     lists:sublist(erlang:processes(), ?MAX_SCANNED_PROCESSES).
 
 %% The processes whose callback module Mod is (gen_server, gen_statem,
-%% gen_event managers are found by their initial call, as proc_lib records it).
+%% gen_event managers are found by their initial call, as proc_lib records it)
+%% and that handle system messages: a plain receive loop of Mod is never sent
+%% one (it would keep it for good); it runs the new code at its next
+%% external call, as always.
 callback_processes(Mod) ->
     case erlang:module_loaded(Mod) of
         false -> [];
-        true -> [P || P <- limited_processes(), P =/= self(), arsenal_agent_proc:callback_module(P) =:= Mod]
+        true -> [P || P <- limited_processes(), P =/= self(), arsenal_agent_proc:callback_module(P) =:= Mod,
+                      arsenal_agent_proc:answers_sys(P)]
     end.
 
 suspend_all(Pids) ->

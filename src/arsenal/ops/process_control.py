@@ -24,6 +24,7 @@ from .processes import ProcessRefParams, ProcessRow, _row
 from .registry import register
 from .safeterm import check_decoded, parse_term, to_wire
 from .safety import ensure_not_protected
+from .state import not_sys_process
 from .targets import check_target, is_agent_error, process_ref
 
 __all__ = [
@@ -366,7 +367,7 @@ class GetGenserverState(Operation[StateParams, StateResult]):
     )
     risk = (
         "Read: the process answers between two of its messages, so a busy one makes this wait up to "
-        "`timeout`. Processes that do not answer system messages are detected first (not_a_genserver) "
+        "`timeout`. Processes that do not answer system messages are detected first (not a sys process) "
         "and never sent one."
     )
     params = StateParams
@@ -380,12 +381,8 @@ class GetGenserverState(Operation[StateParams, StateResult]):
         node = ctx.require_node()
         timeout_ms = int(params.timeout * 1000)
         raw = await agent(node, "get_state", [process_ref(params.pid), timeout_ms], params.timeout + 5)
-        if raw == (Atom("error"), Atom("not_a_genserver")):
-            raise OperationError(
-                ErrorCode.validation_error,
-                f"{params.pid} is not a gen_server or other OTP process (it was not started by proc_lib "
-                "and is in no gen loop), so it would never answer sys:get_state; use get_process_info",
-            )
+        if raw == (Atom("error"), Atom("not_sys_process")):
+            raise not_sys_process(params.pid, node, "reading the state of")
         _fail(raw, params.pid, node, "reading the state of")
         _, behaviour, bounded = raw  # type: ignore[misc]
         state = bounded[Atom("term")]
