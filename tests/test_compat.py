@@ -208,19 +208,27 @@ async def test_a_build_the_node_refuses_is_named_with_both_releases(
 ) -> None:
     builds = [b.otp_release for b in AgentLoader().builds]
     release = int(space.target.release)
-    older = [b for b in builds if b < release]
-    if release < 29 or 25 not in older:
+    if release < 29 or 25 not in builds:
         pytest.skip("needs an OTP 29 node and the OTP 25 build (OTP 29 refuses what OTP 25 compiled)")
+    async with Node(erl_node.name, cookie=cookie, reconnect=False) as good:
+        before = await _agent_md5s(good)
+    assert before, "the node runs the agent of its own build first"
     node = Node(erl_node.name, cookie=cookie, reconnect=False, loader=_only_build(tmp_path, 25))
     with pytest.raises(AgentError) as refused:
         await node.connect()
     await node.close()
     message = str(refused.value)
     assert f"runs OTP {release}" in message and "for OTP 25" in message, message
-    assert "make agent" in message, message
+    assert "make agent" in message and "badfile" in message, message
     async with Node(erl_node.name, cookie=cookie, reconnect=False, agent=False) as bare:
-        loaded = await bare.call("code", "all_loaded", [])
-        assert not [m for m, _ in loaded if str(m).startswith("arsenal_agent")], "half an agent left"
+        assert await _agent_md5s(bare) == before, "the agent it had is kept whole"
+
+
+async def _agent_md5s(node: Node) -> dict[str, bytes]:
+    """The agent modules loaded on the node, with their md5."""
+    loaded = await node.call("code", "all_loaded", [])
+    names = sorted(str(m) for m, _ in loaded if str(m).startswith("arsenal_agent"))
+    return {n: await node.call("erlang", "get_module_info", [Atom(n), Atom("md5")]) for n in names}
 
 
 async def test_a_node_older_than_every_build_is_told_so(

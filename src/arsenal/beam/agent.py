@@ -123,21 +123,27 @@ class AgentLoader:
         return md5 if isinstance(md5, bytes) else None
 
     async def ensure_loaded(self, conn: Connection, timeout: float = 10.0) -> list[str]:
-        """Load every agent module the node lacks or has in another version; return those loaded."""
+        """Load every agent module the node lacks or has in another version; return those loaded.
+
+        All of them load at once (``code:atomic_load/1``) or none does: a node that refuses one
+        module (a build for another OTP line) keeps the agent it had, whole."""
         release = await self.node_release(conn, timeout)
         build = self.build_for(release)
-        loaded: list[str] = []
-        for module in build.modules:
-            if await self.loaded_md5(conn, module.name, timeout) == module.md5:
-                continue
-            try:
-                await self._load(conn, build, module, release, timeout)
-            except AgentError:
-                # Half an agent is no use to anyone: take out what this attempt put in.
-                await self._remove(conn, [m for m in build.modules if m.name in loaded], timeout)
-                raise
-            loaded.append(module.name)
-        return loaded
+        stale = [m for m in build.modules if await self.loaded_md5(conn, m.name, timeout) != m.md5]
+        if not stale:
+            return []
+        for module in stale:
+            await self._stop_server(conn, module, timeout)
+            # A module with old code still resident cannot be loaded again: purge first.
+            await conn.rpc("code", "purge", [Atom(module.name)], timeout)
+        batch = [(Atom(m.name), charlist(f"arsenal/{m.name}.beam"), m.beam) for m in stale]
+        result = await conn.rpc("code", "atomic_load", [batch], timeout)
+        if result != Atom("ok"):
+            raise AgentError(_refusal(conn.peer, result, build, release))
+        for module in stale:
+            if await self.loaded_md5(conn, module.name, timeout) != module.md5:
+                raise AgentError(f"{module.name} on {conn.peer} does not match the agent just loaded")
+        return [m.name for m in stale]
 
     async def _stop_server(self, conn: Connection, module: AgentModule, timeout: float) -> None:
         """Stop the agent's server registered under the module's name (the tracer hub) through
@@ -147,21 +153,6 @@ class AgentLoader:
         if isinstance(await conn.rpc("erlang", "whereis", [mod], timeout), Pid):
             with contextlib.suppress(RpcError):  # it ended on its own meanwhile
                 await conn.rpc("gen_server", "stop", [mod, Atom("normal"), 5000], timeout)
-
-    async def _load(
-        self, conn: Connection, build: AgentBuild, module: AgentModule, release: str, timeout: float
-    ) -> None:
-        mod = Atom(module.name)
-        await self._stop_server(conn, module, timeout)
-        # A module with old code still resident cannot be loaded again: purge first.
-        await conn.rpc("code", "purge", [mod], timeout)
-        result = await conn.rpc(
-            "code", "load_binary", [mod, charlist(f"arsenal/{module.name}.beam"), module.beam], timeout
-        )
-        if result != (Atom("module"), mod):
-            raise AgentError(_refusal(conn.peer, module.name, result, build, release))
-        if await self.loaded_md5(conn, module.name, timeout) != module.md5:
-            raise AgentError(f"{module.name} on {conn.peer} does not match the agent just loaded")
 
     async def unload(self, conn: Connection, timeout: float = 10.0) -> list[str]:
         """Remove the agent's modules from the node (purging kills processes still running them)."""
@@ -187,10 +178,13 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _refusal(peer: str, module: str, result: object, build: AgentBuild, release: str) -> str:
+def _refusal(peer: str, result: object, build: AgentBuild, release: str) -> str:
     """Why a node refused the agent, naming both releases: the usual cause is a build for an
     older OTP line than the node's (no newer compiler was at hand when the agent was built)."""
-    reason = f"{peer} refused to load {module} ({result!r}): "
+    refused = result[1] if isinstance(result, tuple) and len(result) == 2 else result
+    if isinstance(refused, list):
+        refused = ", ".join(f"{m[0]} ({m[1]})" if isinstance(m, tuple) else str(m) for m in refused[:6])
+    reason = f"{peer} refused to load the agent: {refused}; "
     if build.otp_release < _release(release):
         return reason + (
             f"this node runs OTP {release} and the newest agent build here is for OTP {build.otp_release}. "
