@@ -29,7 +29,7 @@ os.environ["ARSENAL_HOME"] = tempfile.mkdtemp(prefix="arsenal-test-home-")
 @pytest.fixture(scope="session", autouse=True)
 def built() -> None:
     """The agent and the demos are built by `make test`; build them here too for a bare `pytest`."""
-    if not (ROOT / "src/arsenal/agent/ebin/manifest.json").exists():
+    if not any((ROOT / "src/arsenal/agent/ebin").glob("otp*/manifest.json")):
         subprocess.run([str(ROOT / "scripts/build_agent.sh")], check=True)
     support = ROOT / "tests/erlang"
     (support / "ebin").mkdir(exist_ok=True)

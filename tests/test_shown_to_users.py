@@ -173,3 +173,12 @@ def test_a_generic_command_takes_its_target_as_an_argument(demo: BeamNode, cooki
     assert by_run.returncode == 0, by_run.stderr
     extra = _cli("sup-analytics", "arsenal_demo_erl_sup", "oops", "--node", demo.name, cookie=cookie)
     assert extra.returncode == 2 and "'oops' is not key=value" in extra.stderr
+
+
+def test_a_supervisor_forks_restart_type_reads_as_source() -> None:
+    """Forks of supervisor (RabbitMQ's supervisor2) have restart types such as {transient, 1}."""
+    from arsenal.ops.supervisors import _atom
+
+    assert _atom((A("transient"), 1), "erlang") == "{transient,1}"
+    assert _atom((A("transient"), 1), "elixir") == "{:transient, 1}"
+    assert _atom(A("permanent"), "elixir") == "permanent"

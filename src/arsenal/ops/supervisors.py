@@ -181,8 +181,9 @@ def _mfa(call: tuple[Any, ...], language: str) -> str:
 def _atom(value: Any, language: str) -> str | None:
     if value is None or value == Atom("undefined"):
         return None
-    # Strategies, restart types and application names: plain words in either language.
-    return str(value) if isinstance(value, Atom) else str(plain(value, language))
+    # Strategies, restart types and application names: plain words in either language; anything
+    # else (a supervisor fork's restart type such as {transient, 1}) as the node's source text.
+    return str(value) if isinstance(value, Atom) else render(value, language, max_items=20)
 
 
 def _module(value: Any, language: str) -> str | None:
