@@ -105,7 +105,8 @@ class AgentLoader:
 
     @property
     def modules(self) -> list[AgentModule]:
-        """The agent's modules (the same names in every build)."""
+        """The agent's modules of the newest build: their names are every build's; their code and
+        md5 are that build's (a node's own is :meth:`build_for` its release)."""
         return self.builds[-1].modules
 
     async def node_release(self, conn: Connection, timeout: float) -> str:
