@@ -10,7 +10,6 @@ The fixtures are tests/erlang/arsenal_test_other.erl and tests/erlang/test_super
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -216,11 +215,11 @@ async def test_a_layout_it_does_not_know_is_refused_saying_what_it_saw(
 async def test_no_sys_message_to_a_process_that_does_not_speak_sys(service: Arsenal) -> None:
     await _other(service, "start_plain_loops")
     for name in ("arsenal_plain_loop", "arsenal_plain_hib", "arsenal_raw_loop"):
-        started = time.monotonic()
+        # not_sys_process comes only from the check made before anything is sent (a process that was
+        # sent a request and never answered gives a timeout), and the mailbox below stays empty.
         error = await fails(
             ErrorCode.validation_error, service.run("get_genserver_state", {"pid": name, "timeout": 5})
         )
-        assert time.monotonic() - started < 2, name  # refused at once, not after the timeout
         assert "is not a sys process" in error.message and error.details == {"reason": "not_sys_process"}
         await fails(ErrorCode.validation_error, service.run("create_checkpoint", {"pid": name, "name": "x"}))
         await fails(

@@ -110,7 +110,7 @@ def create_app(service: Arsenal, *, auth: bool = True, rate_limit: float = 200.0
     _add_batch(app, service)
     _add_trace_export(app, service)
 
-    # Issue 7 (metrics helper): GET /metrics, Prometheus text (see api/metrics.py).
+    # GET /metrics, Prometheus text (see api/metrics.py).
     from .metrics import add_metrics_route
 
     add_metrics_route(app, service)

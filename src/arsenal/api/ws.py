@@ -157,7 +157,7 @@ class _Socket:
                 )
             watcher = manager.watch(target)
             return lambda: self._trace(channel, manager, target, watcher)
-        # --- issue 7 (analytics helper): the alerts channel ---
+        # The alerts channel.
         if channel == "alerts":
             from ..analytics import AlertEvaluator
 
@@ -167,7 +167,7 @@ class _Socket:
             interceptions = self.service.services.get(InterceptionManager)
             intercept_watcher = interceptions.watch(target)
             return lambda: self._intercept(channel, interceptions, target, intercept_watcher)
-        if channel == "cluster":  # --- issue 9: cluster joins and leaves (see cluster.membership) ---
+        if channel == "cluster":  # cluster joins and leaves (see cluster.membership)
             from ..cluster.membership import ClusterMembership, push_events
 
             membership = self.service.services.get(ClusterMembership)

@@ -273,7 +273,7 @@ def demo_cluster(size: int, *, serve: bool, port: int) -> None:
         cluster.kill_all()
 
 
-# ---------------------------------------------------------------------- registries (issue 9)
+# ---------------------------------------------------------------------- registries
 
 
 @cluster_app.command("registries")

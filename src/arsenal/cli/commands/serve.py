@@ -173,7 +173,7 @@ def serve_nodes(
             from ...sandbox.manager import SandboxManager
 
             restarted = await service.services.get(SandboxManager).start_persistent()
-            # --- issue 7 (analytics helper): record supervisor restarts, evaluate alert rules ---
+            # Record supervisor restarts and evaluate the alert rules.
             from ...ops.analytics import start_recording
 
             await start_recording(service.services, service.pool.nodes)
