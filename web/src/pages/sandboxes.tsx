@@ -1,4 +1,4 @@
-// Sandboxes (issue 8): Arsenal's own throwaway BEAM nodes. The list creates them from a template;
+// Sandboxes: Arsenal's own throwaway BEAM nodes. The list creates them from a template;
 // one sandbox shows its usage, tree and modules, an editor that hot-swaps a module (with the
 // server's report or its compile errors by line), module versions with rollback, and a REPL over
 // the sandbox's own WebSocket (separate from ws.ts: one session per open page, its bindings die
