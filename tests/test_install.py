@@ -47,8 +47,15 @@ class Installed:
         return env
 
     def arsenal(self, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+        return self.run("arsenal", *args, timeout=timeout, **env)
+
+    def python(self, code: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return self.run("python", "-c", code, timeout=timeout)
+
+    def run(self, program: str, *args: str, timeout: float, **env: str) -> subprocess.CompletedProcess[str]:
+        """A program of the venv, run outside the checkout with none of its environment."""
         return subprocess.run(
-            [str(self.venv / "bin" / "arsenal"), *args],
+            [str(self.venv / "bin" / program), *args],
             cwd=self.cwd,
             env=self.env(**env),
             capture_output=True,
@@ -107,14 +114,8 @@ def test_the_packages_carry_the_agent_builds_dashboard_and_demo(installed: Insta
 
 def test_the_installed_package_is_the_one_that_runs(installed: Installed) -> None:
     code = "import arsenal, arsenal.demo as d; print(arsenal.__file__); print(d.demo_source('elixir'))"
-    done = subprocess.run(
-        [str(installed.venv / "bin" / "python"), "-c", code],
-        cwd=installed.cwd,
-        env=installed.env(),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    done = installed.python(code)
+    assert done.returncode == 0, done.stderr
     module, demo = (Path(line) for line in done.stdout.split())
     assert module.is_relative_to(installed.package) and demo == installed.package / "_demo" / "elixir"
     assert installed.arsenal("--help").returncode == 0
@@ -245,15 +246,7 @@ def test_demo_from_the_wheel_builds_outside_the_package_and_runs(installed: Inst
 
 def test_the_demo_build_is_reused_until_its_sources_change(installed: Installed) -> None:
     def build() -> Path:
-        code = "from arsenal.demo import DemoNode; print(DemoNode().build())"
-        done = subprocess.run(
-            [str(installed.venv / "bin" / "python"), "-c", code],
-            cwd=installed.cwd,
-            env=installed.env(),
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+        done = installed.python("from arsenal.demo import DemoNode; print(DemoNode().build())")
         assert done.returncode == 0, done.stderr
         return Path(done.stdout.strip()) / "arsenal_demo.app"
 
