@@ -1,9 +1,10 @@
 """Loading Arsenal's agent modules into a node, and taking them out again.
 
 The agent ships as ``.beam`` files (built by ``make agent``) so it loads on
-nodes without the ``compiler`` application, as releases often are. A node that
+nodes without the ``compiler`` application, as releases often are: one build per
+OTP line, of which a node gets the newest not newer than its release. A node that
 already runs the same module (same md5) is left alone; a different version is
-purged and replaced, as ``code:load_binary/3`` requires.
+purged and replaced, every module of the build at once.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ class AgentLoader:
     def builds(self) -> list[AgentBuild]:
         """Every build present, oldest OTP line first."""
         if self._builds is None:
-            dirs = sorted(self.ebin.glob("otp*/manifest.json")) if self.ebin.is_dir() else []
+            # Only ``otp<digits>``: ``otpNN.new`` and ``.old`` are a build being swapped in.
+            dirs = [m for m in self.ebin.glob("otp*/manifest.json") if m.parent.name[3:].isdigit()]
             builds = sorted((AgentBuild(m.parent) for m in dirs), key=lambda b: b.otp_release)
             if not builds:
                 raise AgentNotBuilt(
