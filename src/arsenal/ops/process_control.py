@@ -553,7 +553,9 @@ class StartProcess(Operation[StartParams, StartResult]):
         "of it (to learn its strategy) and one start_child call."
     )
     risk = (
-        "Write: runs code on the node with the arguments given. A bare process is unlinked and "
+        "Code execution, so an admin's: the caller chooses the module, function and arguments that run "
+        "on the node (os:cmd/1 or erlang:halt/0 as easily as a worker's start_link), and the audit "
+        "row holds them. A bare process is unlinked and "
         "unsupervised: nobody restarts it, and it lives until it returns or is killed. The name must "
         "already exist as an atom (registering a new name would create one). Under a supervisor, the "
         "function must start and link a process the OTP way (a start_link); the child is temporary (never "
@@ -564,6 +566,7 @@ class StartProcess(Operation[StartParams, StartResult]):
     params = StartParams
     result = StartResult
     severity = Severity.write
+    admin_only = True
     method = "POST"
     path = "/api/v1/processes"
     cli_name = "spawn"

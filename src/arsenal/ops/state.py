@@ -389,10 +389,13 @@ class CreateCheckpoint(Operation[CheckpointParams, CheckpointInfo]):
     category = CATEGORY
     summary = "Snapshot a process's state and facts (info, links, monitors, queue length) under a name."
     cost = "One sys:get_state (the state is copied to Arsenal, at most 8 MB) and one process_info."
-    risk = "None to the process: it answers between two of its messages. Stored in Arsenal's database."
+    risk = (
+        "None to the process: it answers between two of its messages. A write to Arsenal's database "
+        "(a copy of the state, up to 8 MB): an operator's, audited."
+    )
     params = CheckpointParams
     result = CheckpointInfo
-    severity = Severity.read
+    severity = Severity.write
     method = "POST"
     path = "/api/v1/processes/{pid}/checkpoint"
     cli_name = "checkpoint"
