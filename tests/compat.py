@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from arsenal.sandbox.launcher import LaunchError, OtpInstall
+
 from .nodes import DEMO_EX_DIR, ROOT, BeamNode, unique_name
 
 __all__ = ["COMPAT_ROOTS", "OtpTarget", "Workspace", "otp_targets", "required"]
@@ -57,22 +59,19 @@ class OtpTarget:
 
 
 def _root_release(root: Path) -> str | None:
-    releases = sorted(p.name for p in (root / "usr/lib/erlang/releases").glob("[0-9]*"))
-    return releases[-1] if releases and (root / "usr/bin/elixir").exists() else None
-
-
-@cache
-def _host_release() -> str:
-    return subprocess.run(
-        ["erl", "-noshell", "-eval", "io:put_chars(erlang:system_info(otp_release)), halt()."],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()
+    """The OTP release of a root that has both Erlang and Elixir, else None."""
+    if not (root / "usr/bin/elixir").exists():
+        return None
+    try:
+        return OtpInstall(root).release()
+    except LaunchError:
+        return None
 
 
 @cache
 def otp_targets() -> list[OtpTarget]:
     """This machine's OTP, then one root per other release (a release already covered is skipped)."""
-    targets = [OtpTarget(_host_release(), None)]
+    targets = [OtpTarget(OtpInstall().release(), None)]
     for suite in SUITES:
         root = COMPAT_ROOTS / suite
         release = _root_release(root) if root.is_dir() else None
@@ -95,9 +94,7 @@ class Workspace:
 
     def inside(self, path: Path) -> str:
         """``path`` as the target sees it."""
-        if self.target.root is None:
-            return str(path)
-        return "/" + str(path.relative_to(self.target.root))
+        return OtpInstall(self.target.root).inside(path)
 
     def build(self) -> Workspace:
         for out, sources in (

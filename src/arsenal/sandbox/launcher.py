@@ -107,6 +107,12 @@ class OtpInstall:
         """Whether a node of this install can see ``path``."""
         return self.root is None or path.resolve().is_relative_to(self.root.resolve())
 
+    def inside(self, path: Path | str) -> str:
+        """``path`` as a node of this install sees it: relative to :attr:`root` when there is one."""
+        if self.root is None:
+            return str(path)
+        return "/" + str(Path(path).resolve().relative_to(self.root.resolve()))
+
 
 @functools.cache
 def _host_otp_release() -> str:
@@ -171,10 +177,7 @@ class LaunchSpec:
 
     def inside(self, path: Path | str) -> str:
         """``path`` as the node sees it: relative to :attr:`root` when it runs in one."""
-        if self.root is None:
-            return str(path)
-        inner = Path(path).resolve().relative_to(self.root.resolve())
-        return "/" + str(inner)
+        return OtpInstall(self.root).inside(path)
 
     def environment(self) -> dict[str, str]:
         """The environment variables to add, with paths into :attr:`root` as the node sees them."""

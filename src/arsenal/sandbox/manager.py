@@ -147,12 +147,6 @@ class SandboxManager:
     def directory(self, id: str) -> Path:
         return self.home / "sandboxes" / id
 
-    def seen_by_node(self, path: Path) -> str:
-        """``path`` as a sandbox node sees it (inside the OTP root it runs in, if any)."""
-        if self.otp.root is None:
-            return str(path)
-        return "/" + str(path.resolve().relative_to(self.otp.root.resolve()))
-
     def _agent_ebin(self) -> Path:
         """The agent build for the sandboxes' OTP, where their nodes can load it from."""
         build = self._loader.build_for(self.otp.release())
@@ -255,7 +249,7 @@ class SandboxManager:
         """Compile and load files in the sandbox (after its policy scan); record each module's version."""
         request = {
             Atom("lang"): Atom(language),
-            Atom("dir"): charlist(self.seen_by_node(self.directory(id))),
+            Atom("dir"): charlist(self.otp.inside(self.directory(id))),
             Atom("files"): [(name.encode(), text.encode()) for name, text in sorted(files.items())],
             Atom("policy"): policy.wire(),
         }
@@ -466,7 +460,7 @@ class SandboxManager:
         file = f"{name.removeprefix('Elixir.')}.{'ex' if lang == 'elixir' else 'erl'}"
         request = {
             Atom("lang"): Atom(lang),
-            Atom("dir"): charlist(self.seen_by_node(self.directory(id))),
+            Atom("dir"): charlist(self.otp.inside(self.directory(id))),
             Atom("module"): name.encode(),
             Atom("file"): (f"swap/{file}".encode(), source.encode()),
             Atom("policy"): self.spec(id).policy.wire(),
@@ -498,7 +492,7 @@ class SandboxManager:
         request = {
             Atom("module"): name.encode(),
             Atom("beam"): target.beam,
-            Atom("dir"): charlist(self.seen_by_node(self.directory(id))),
+            Atom("dir"): charlist(self.otp.inside(self.directory(id))),
             Atom("force"): force,
             Atom("extra"): extra,
             Atom("previous"): latest.beam,
